@@ -14,10 +14,7 @@ use std::fmt;
 #[non_exhaustive]
 pub enum ApiError {
     /// A query parameter is malformed, unknown or out of range.
-    InvalidParameter {
-        name: String,
-        message: String,
-    },
+    InvalidParameter { name: String, message: String },
     /// The multipart body cannot be parsed.
     MalformedMultipart(String),
     /// The multipart body has no usable `image` part.
@@ -28,6 +25,8 @@ pub enum ApiError {
     NotFound,
     /// The path exists but not for this method.
     MethodNotAllowed { allow: &'static str },
+    /// The body ended early or its chunked encoding is broken.
+    IncompleteBody(String),
     /// The request body is over the limit, in bytes.
     BodyTooLarge { limit: u64 },
     /// The request is not `multipart/form-data` with a boundary.
@@ -56,7 +55,8 @@ impl ApiError {
         match self {
             ApiError::InvalidParameter { .. }
             | ApiError::MalformedMultipart(_)
-            | ApiError::MissingImage(_) => 400,
+            | ApiError::MissingImage(_)
+            | ApiError::IncompleteBody(_) => 400,
             ApiError::Unauthorized => 401,
             ApiError::NotFound => 404,
             ApiError::MethodNotAllowed { .. } => 405,
@@ -80,6 +80,7 @@ impl ApiError {
             ApiError::Unauthorized => "unauthorized",
             ApiError::NotFound => "not_found",
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
+            ApiError::IncompleteBody(_) => "incomplete_body",
             ApiError::BodyTooLarge { .. } => "body_too_large",
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::UnsupportedImageFormat { .. } => "unsupported_image_format",
@@ -113,6 +114,9 @@ impl ApiError {
             }
             ApiError::MethodNotAllowed { allow } => {
                 format!("method not allowed on this path; allowed: {allow}")
+            }
+            ApiError::IncompleteBody(why) => {
+                format!("the request body is incomplete: {why}; send the whole body")
             }
             ApiError::BodyTooLarge { limit } => {
                 format!("request body is larger than the limit of {limit} bytes; send a smaller image")
@@ -199,14 +203,19 @@ mod tests {
             ApiError::Unauthorized,
             ApiError::NotFound,
             ApiError::MethodNotAllowed { allow: "POST" },
+            ApiError::IncompleteBody("ended early".into()),
             ApiError::BodyTooLarge { limit: 10 },
             ApiError::UnsupportedMediaType("not multipart".into()),
-            ApiError::UnsupportedImageFormat { detected: Some("AVIF") },
+            ApiError::UnsupportedImageFormat {
+                detected: Some("AVIF"),
+            },
             ApiError::UndecodableImage("truncated".into()),
             ApiError::ImageTooLarge("too many pixels".into()),
             ApiError::OutputTooLarge("too wide".into()),
             ApiError::RequestTimeout,
-            ApiError::Overloaded { retry_after_secs: 1 },
+            ApiError::Overloaded {
+                retry_after_secs: 1,
+            },
             ApiError::ShuttingDown,
             ApiError::Internal("panic".into()),
         ]
@@ -225,6 +234,7 @@ mod tests {
             (401, "unauthorized"),
             (404, "not_found"),
             (405, "method_not_allowed"),
+            (400, "incomplete_body"),
             (413, "body_too_large"),
             (415, "unsupported_media_type"),
             (415, "unsupported_image_format"),

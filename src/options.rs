@@ -104,3 +104,21 @@ impl Default for ProcessOptions {
         }
     }
 }
+
+/// Placeholder parser, replaced by the one on the `multipart` branch.
+pub fn parse_query(query: &str) -> Result<ProcessOptions, ApiError> {
+    let mut options = ProcessOptions::default();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let invalid = || ApiError::InvalidParameter {
+            name: name.to_string(),
+            message: "invalid".into(),
+        };
+        match name {
+            "w" => options.width = Some(value.parse().map_err(|_| invalid())?),
+            "h" => options.height = Some(value.parse().map_err(|_| invalid())?),
+            _ => return Err(invalid()),
+        }
+    }
+    Ok(options)
+}

@@ -1,0 +1,130 @@
+//! Logger set-up and the one log line written per request.
+//!
+//! The level comes from `RUST_LOG` (default `info`). A request's line is
+//! logged at `error` for 5xx, `warn` for 4xx and `info` otherwise, except
+//! that answered probes of `/health`, `/ready` and `/metrics` log at `debug`,
+//! so a load balancer polling every second does not flood the log. Header
+//! values are never logged, so an API key cannot leak into the log.
+
+use std::time::Duration;
+
+use log::Level;
+
+use crate::pipeline::Output;
+
+/// Installs the logger; the level comes from `RUST_LOG`, default `info`.
+pub fn init() {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+        .format_target(false)
+        .init();
+}
+
+/// The facts of one answered request.
+#[derive(Debug, Default)]
+pub struct RequestRecord<'a> {
+    pub id: &'a str,
+    pub method: &'a str,
+    pub path: &'a str,
+    pub status: u16,
+    /// Body bytes read.
+    pub bytes_in: u64,
+    /// Reply body bytes.
+    pub bytes_out: u64,
+    /// The image result, for successful `/process` requests.
+    pub output: Option<&'a Output>,
+    pub read: Duration,
+    pub total: Duration,
+    /// The error code for failed requests.
+    pub error: Option<&'static str>,
+    /// Whether this is a probe that logs at `debug` when it succeeds.
+    pub quiet: bool,
+}
+
+/// Logs one line for an answered request.
+pub fn log_request(record: &RequestRecord<'_>) {
+    let level = match record.status {
+        500.. => Level::Error,
+        400..=499 => Level::Warn,
+        _ if record.quiet => Level::Debug,
+        _ => Level::Info,
+    };
+    if log::log_enabled!(level) {
+        log::log!(level, "{}", format_request(record));
+    }
+}
+
+fn format_request(record: &RequestRecord<'_>) -> String {
+    let mut line = format!(
+        "request id={} method={} path={} status={} bytes_in={} bytes_out={}",
+        record.id,
+        record.method,
+        sanitize(record.path),
+        record.status,
+        record.bytes_in,
+        record.bytes_out
+    );
+    if let Some(output) = record.output {
+        let (iw, ih) = output.input_size;
+        let (ow, oh) = output.output_size;
+        line.push_str(&format!(
+            " input={}x{} {} output={}x{} {} frames={} read_ms={:.1} decode_ms={:.1} transform_ms={:.1} encode_ms={:.1}",
+            iw, ih, output.input_format, ow, oh, output.format.mime(), output.frames,
+            millis(record.read), millis(output.timings.decode),
+            millis(output.timings.transform), millis(output.timings.encode)
+        ));
+    }
+    if let Some(code) = record.error {
+        line.push_str(&format!(" error={code}"));
+    }
+    line.push_str(&format!(" total_ms={:.1}", millis(record.total)));
+    line
+}
+
+fn millis(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1000.0
+}
+
+/// Truncates a client-supplied path and escapes control characters, so one
+/// request cannot forge extra log lines.
+fn sanitize(path: &str) -> String {
+    let mut clean: String = path
+        .chars()
+        .take(128)
+        .flat_map(char::escape_default)
+        .collect();
+    if path.chars().count() > 128 {
+        clean.push_str("...");
+    }
+    clean
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_line_names_id_status_and_sizes() {
+        let record = RequestRecord {
+            id: "abc",
+            method: "POST",
+            path: "/process",
+            status: 413,
+            bytes_in: 0,
+            bytes_out: 120,
+            error: Some("body_too_large"),
+            total: Duration::from_millis(2),
+            ..RequestRecord::default()
+        };
+        let line = format_request(&record);
+        assert_eq!(
+            line,
+            "request id=abc method=POST path=/process status=413 bytes_in=0 bytes_out=120 error=body_too_large total_ms=2.0"
+        );
+    }
+
+    #[test]
+    fn control_characters_in_path_are_escaped() {
+        assert_eq!(sanitize("/a\nb"), "/a\\nb");
+        assert!(sanitize(&"x".repeat(500)).ends_with("..."));
+    }
+}
