@@ -1,0 +1,123 @@
+//! Every error status of `/process` and the router, with its JSON body.
+
+use crate::util::{corpus, multipart_body, TestServer, BOUNDARY, KEY};
+
+#[test]
+fn missing_and_wrong_key_are_401() {
+    let server = TestServer::start(&[]);
+    let (content_type, body) = multipart_body(&[("image", Some("a.jpg"), b"x")]);
+    for key in [None, Some("wrong"), Some(""), Some("test-key-12")] {
+        let reply = server.post("/process", key, &content_type, &body, &[]);
+        assert_eq!(reply.status, 401, "key {key:?}");
+        assert_eq!(reply.error_code(), "unauthorized");
+    }
+}
+
+#[test]
+fn development_keys_work_without_api_keys_and_warn() {
+    let server = TestServer::start_with_env(&[]);
+    let (content_type, body) = multipart_body(&[(
+        "image",
+        Some("a.jpg"),
+        &corpus("jpeg/baseline_testorig.jpg"),
+    )]);
+    for key in ["rust_is_fast_123", "demo_user_007"] {
+        let reply = server.post("/process?w=10", Some(key), &content_type, &body, &[]);
+        assert_eq!(reply.status, 200, "{key}: {}", reply.describe());
+    }
+    assert!(server.log().contains("DEVELOPMENT keys"));
+    assert!(!server.log().contains("rust_is_fast_123"));
+}
+
+#[test]
+fn configured_keys_replace_development_keys() {
+    let server = TestServer::start(&[]);
+    let (content_type, body) = multipart_body(&[("image", Some("a.jpg"), b"x")]);
+    let reply = server.post(
+        "/process",
+        Some("rust_is_fast_123"),
+        &content_type,
+        &body,
+        &[],
+    );
+    assert_eq!(reply.status, 401);
+}
+
+#[test]
+fn invalid_parameters_are_400_naming_the_parameter() {
+    let server = TestServer::start(&[]);
+    let photo = corpus("jpeg/baseline_testorig.jpg");
+    for query in ["w=0", "w=abc", "h=-5", "width=100", "w=1&w=2"] {
+        let reply = server.process(query, &photo);
+        assert_eq!(reply.status, 400, "query {query:?}");
+        assert_eq!(reply.error_code(), "invalid_parameter");
+        let message = reply.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let name = query.split('=').next().unwrap();
+        assert!(message.contains(name), "{query}: {message}");
+    }
+}
+
+#[test]
+fn missing_image_field_is_400() {
+    let server = TestServer::start(&[]);
+    let (content_type, body) = multipart_body(&[("photo", Some("a.jpg"), b"data")]);
+    let reply = server.post("/process", Some(KEY), &content_type, &body, &[]);
+    assert_eq!(reply.status, 400);
+    assert_eq!(reply.error_code(), "missing_image");
+}
+
+#[test]
+fn malformed_multipart_is_400() {
+    let server = TestServer::start(&[]);
+    let body = format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"image\"\r\n\r\nabc");
+    let content_type = format!("multipart/form-data; boundary={BOUNDARY}");
+    let reply = server.post("/process", Some(KEY), &content_type, body.as_bytes(), &[]);
+    assert_eq!(reply.status, 400, "{}", reply.describe());
+}
+
+#[test]
+fn not_multipart_is_415() {
+    let server = TestServer::start(&[]);
+    let photo = corpus("jpeg/baseline_testorig.jpg");
+    for content_type in ["image/jpeg", "application/json", "text/plain"] {
+        let reply = server.post("/process", Some(KEY), content_type, &photo, &[]);
+        assert_eq!(reply.status, 415, "{content_type}");
+        assert_eq!(reply.error_code(), "unsupported_media_type");
+    }
+}
+
+#[test]
+fn unsupported_image_format_is_415() {
+    let server = TestServer::start(&[]);
+    let reply = server.process("", &corpus("malformed/text_renamed.jpg"));
+    assert_eq!(reply.status, 415, "{}", reply.describe());
+    assert_eq!(reply.error_code(), "unsupported_image_format");
+}
+
+#[test]
+fn corrupt_image_is_422() {
+    let server = TestServer::start(&[]);
+    let reply = server.process("", &corpus("png-corrupt/xd0n2c08.png"));
+    assert_eq!(reply.status, 422, "{}", reply.describe());
+    assert_eq!(reply.error_code(), "undecodable_image");
+}
+
+#[test]
+fn unknown_path_is_404() {
+    let server = TestServer::start(&[]);
+    let reply = server.get("/nope");
+    assert_eq!(reply.status, 404);
+    assert_eq!(reply.error_code(), "not_found");
+}
+
+#[test]
+fn wrong_method_is_405_with_allow() {
+    let server = TestServer::start(&[]);
+    let reply = server.get("/process");
+    assert_eq!(reply.status, 405);
+    assert_eq!(reply.error_code(), "method_not_allowed");
+    assert_eq!(reply.header("allow"), Some("POST, OPTIONS"));
+}
