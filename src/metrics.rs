@@ -32,7 +32,7 @@ pub struct Metrics {
     bytes_sent: Counter,
     /// Requests a worker is processing now.
     pub in_flight: Gauge,
-    /// Requests admitted and waiting for a worker.
+    /// Requests admitted and receiving their body or waiting for a worker.
     pub queued: Gauge,
 }
 
@@ -75,7 +75,7 @@ impl Metrics {
         let queued = Gauge::default();
         registry.register(
             "requests_queued",
-            "/process requests admitted and waiting for a worker",
+            "/process requests admitted and receiving their body or waiting for a worker",
             queued.clone(),
         );
         let worker_gauge = Gauge::<i64>::default();

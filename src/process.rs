@@ -27,6 +27,9 @@ pub struct Ticket {
     pub accept_webp: bool,
     /// The declared `Content-Length`, if any.
     pub content_length: Option<u64>,
+    /// Whether to panic on purpose, to test that a panic becomes a 500.
+    /// Set only in debug builds, by the `x-imgflux-test-panic` header.
+    pub panic_for_test: bool,
 }
 
 /// Checks everything that can be checked before reading the body.
@@ -45,6 +48,7 @@ pub fn admit(service: &Service, head: &Head) -> Result<Ticket, ApiError> {
         boundary,
         accept_webp: accepts_webp(head.header("accept")),
         content_length: head.content_length,
+        panic_for_test: cfg!(debug_assertions) && head.header("x-imgflux-test-panic").is_some(),
     })
 }
 
@@ -78,19 +82,34 @@ pub fn run(
         }
     };
     let read = started.elapsed();
+    let result = service
+        .acquire_worker(deadline)
+        .and_then(|_permit| process_body(service, ticket, &body, deadline));
+    Outcome {
+        result,
+        bytes_in: body.len() as u64,
+        read,
+    }
+}
+
+/// Finds the image part and runs the pipeline; the caller holds a worker.
+fn process_body(
+    service: &Service,
+    ticket: &Ticket,
+    body: &[u8],
+    deadline: Instant,
+) -> Result<Output, ApiError> {
+    if ticket.panic_for_test {
+        panic!("panic requested by x-imgflux-test-panic");
+    }
     let job = Job {
         options: &ticket.options,
         limits: &service.config.limits,
         accept_webp: ticket.accept_webp,
         deadline: Some(deadline),
     };
-    let result = multipart::image_part(&body, &ticket.boundary)
-        .and_then(|part| pipeline::process(part.data, &job));
-    Outcome {
-        result,
-        bytes_in: body.len() as u64,
-        read,
-    }
+    let part = multipart::image_part(body, &ticket.boundary)?;
+    pipeline::process(part.data, &job)
 }
 
 /// Builds the 200 reply for an encoded image, moving the bytes out of `output`.

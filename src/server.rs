@@ -2,7 +2,8 @@
 //!
 //! One thread takes requests from `tiny_http` and routes them. Cheap routes
 //! are answered right there; an admitted `/process` request goes to a fixed
-//! `threadpool` of workers, which reads its body, processes the image and
+//! `threadpool` with one thread per admission slot, which reads its body,
+//! waits for one of the `workers` image workers, processes the image and
 //! replies. This is the only module that knows `tiny_http`.
 //!
 //! On SIGTERM or SIGINT the service drains: `/ready` turns 503, new
@@ -44,7 +45,10 @@ pub fn bind(service: &Service) -> io::Result<Server> {
 
 /// Serves requests until `stop` is set and draining ends.
 pub fn run(server: Server, service: Arc<Service>, stop: &AtomicBool) -> Shutdown {
-    let pool = ThreadPool::with_name("imgflux-worker".to_string(), service.config.workers);
+    // One thread per admitted request: it receives the body, then waits for
+    // an image worker (`Service::acquire_worker`) to process it.
+    let threads = service.config.workers + service.config.queue_size;
+    let pool = ThreadPool::with_name("imgflux-request".to_string(), threads);
     let mut drain_started: Option<Instant> = None;
     loop {
         if stop.load(Ordering::SeqCst) && drain_started.is_none() {
@@ -153,13 +157,12 @@ fn reply_now(
 fn work(
     mut request: Request,
     service: &Service,
-    mut slot: Slot,
+    slot: Slot,
     head: Head,
     id: String,
     ticket: Ticket,
     started: Instant,
 ) {
-    slot.start();
     let deadline = started + service.config.request_timeout;
     let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
         process::run(service, &ticket, request.as_reader(), deadline)

@@ -2,11 +2,18 @@
 //!
 //! Everything here is cheap and runs on the accept thread: routing, the
 //! health, readiness and metrics endpoints, the demo page and the OpenAPI
-//! document never wait behind image work. [`Service::try_admit`] bounds how
-//! many `/process` requests may be queued or running at once.
+//! document never wait behind image work.
+//!
+//! Two bounds shape `/process`. [`Service::try_admit`] caps the requests
+//! admitted at once (`workers + queue_size`); each admitted request gets its
+//! own thread to receive its body, so a slow upload holds a thread that
+//! mostly sleeps, not a CPU. [`Service::acquire_worker`] then caps the
+//! requests decoding, transforming or encoding at once (`workers`), which
+//! bounds CPU use and the memory of decoded images.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Instant;
 
 use serde_json::json;
 
@@ -82,18 +89,24 @@ pub struct Service {
     draining: AtomicBool,
     /// `/process` requests admitted and not yet answered.
     outstanding: AtomicUsize,
+    /// Image workers free to take a request.
+    free_workers: Mutex<usize>,
+    worker_freed: Condvar,
 }
 
 impl Service {
     pub fn new(config: Config) -> Service {
         let keys = KeySet::new(&config.api_keys);
         let metrics = Metrics::new(config.workers);
+        let workers = config.workers;
         Service {
             config,
             keys,
             metrics,
             draining: AtomicBool::new(false),
             outstanding: AtomicUsize::new(0),
+            free_workers: Mutex::new(workers),
+            worker_freed: Condvar::new(),
         }
     }
 
@@ -121,17 +134,42 @@ impl Service {
                 (n < capacity).then_some(n + 1)
             });
         match admitted {
-            Ok(_) => {
-                self.metrics.queued.inc();
-                Ok(Slot {
-                    service: Arc::clone(self),
-                    started: false,
-                })
-            }
+            Ok(_) => Ok(Slot {
+                service: Arc::clone(self),
+            }),
             Err(_) => Err(ApiError::Overloaded {
                 retry_after_secs: RETRY_AFTER_SECS,
             }),
         }
+    }
+
+    /// Waits for a free image worker until `deadline`; 503 when none frees in time.
+    pub fn acquire_worker(&self, deadline: Instant) -> Result<WorkerPermit<'_>, ApiError> {
+        let mut free = self.free_workers.lock().unwrap_or_else(|e| e.into_inner());
+        while *free == 0 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(ApiError::Overloaded {
+                    retry_after_secs: RETRY_AFTER_SECS,
+                });
+            }
+            free = self
+                .worker_freed
+                .wait_timeout(free, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        *free -= 1;
+        self.metrics.in_flight.inc();
+        Ok(WorkerPermit { service: self })
+    }
+
+    /// Renders the metrics, with the queue length as of now.
+    pub fn render_metrics(&self) -> String {
+        let in_flight = self.metrics.in_flight.get().max(0) as usize;
+        let queued = self.outstanding().saturating_sub(in_flight);
+        self.metrics.queued.set(queued as i64);
+        self.metrics.render()
     }
 
     /// Answers a route that needs no worker.
@@ -143,7 +181,7 @@ impl Service {
             Route::Metrics => Reply::new(
                 200,
                 "text/plain; version=0.0.4; charset=utf-8",
-                self.metrics.render().into_bytes(),
+                self.render_metrics().into_bytes(),
             ),
             Route::DemoPage => demo_page(),
             Route::OpenApi => Reply::new(
@@ -210,33 +248,34 @@ fn demo_page() -> Reply {
     .with_header("Referrer-Policy", "no-referrer".to_string())
 }
 
-/// One admitted `/process` request's place in the queue or on a worker.
+/// One admitted `/process` request's place among the admitted requests.
 ///
 /// Dropping it frees the place, whether the request succeeded, failed or panicked.
 pub struct Slot {
     service: Arc<Service>,
-    started: bool,
-}
-
-impl Slot {
-    /// Marks the request as taken by a worker.
-    pub fn start(&mut self) {
-        if !self.started {
-            self.started = true;
-            self.service.metrics.queued.dec();
-            self.service.metrics.in_flight.inc();
-        }
-    }
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        if self.started {
-            self.service.metrics.in_flight.dec();
-        } else {
-            self.service.metrics.queued.dec();
-        }
         self.service.outstanding.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// The right to use one image worker; dropping it frees the worker.
+pub struct WorkerPermit<'a> {
+    service: &'a Service,
+}
+
+impl Drop for WorkerPermit<'_> {
+    fn drop(&mut self) {
+        let mut free = self
+            .service
+            .free_workers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        *free += 1;
+        self.service.metrics.in_flight.dec();
+        self.service.worker_freed.notify_one();
     }
 }
 
@@ -296,6 +335,23 @@ mod tests {
         drop(second);
         drop(third);
         assert_eq!(service.outstanding(), 0);
+    }
+
+    #[test]
+    fn worker_permits_are_bounded_and_time_out() {
+        let config = Config {
+            workers: 1,
+            ..Config::default()
+        };
+        let service = Service::new(config);
+        let soon = Instant::now() + std::time::Duration::from_millis(50);
+        let permit = service.acquire_worker(soon).unwrap();
+        assert!(matches!(
+            service.acquire_worker(soon),
+            Err(ApiError::Overloaded { .. })
+        ));
+        drop(permit);
+        assert!(service.acquire_worker(Instant::now()).is_ok());
     }
 
     #[test]

@@ -121,3 +121,27 @@ fn wrong_method_is_405_with_allow() {
     assert_eq!(reply.error_code(), "method_not_allowed");
     assert_eq!(reply.header("allow"), Some("POST, OPTIONS"));
 }
+
+#[test]
+fn panic_becomes_json_500_and_worker_survives() {
+    let server = TestServer::start(&[("IMGFLUX_WORKERS", "1")]);
+    let photo = corpus("jpeg/baseline_testorig.jpg");
+    let (content_type, body) = multipart_body(&[("image", Some("a.jpg"), &photo)]);
+    for _ in 0..3 {
+        let reply = server.post(
+            "/process",
+            Some(KEY),
+            &content_type,
+            &body,
+            &["x-imgflux-test-panic: 1"],
+        );
+        assert_eq!(reply.status, 500);
+        assert_eq!(reply.error_code(), "internal_error");
+        let id = reply.header("x-request-id").unwrap().to_string();
+        assert_eq!(reply.json()["error"]["request_id"], id.as_str());
+        server.wait_for_log(&format!("request {id} failed with an internal error"));
+    }
+    // The one worker still serves.
+    let reply = server.process("w=20", &photo);
+    assert_eq!(reply.status, 200, "{}", reply.describe());
+}
