@@ -7,5 +7,6 @@
 //! failure to one HTTP status and JSON body.
 
 pub mod error;
+pub mod multipart;
 pub mod options;
 pub mod pipeline;
