@@ -41,7 +41,7 @@ pub fn admit(service: &Service, head: &Head) -> Result<Ticket, ApiError> {
         return Err(ApiError::Unauthorized);
     }
     let options = options::parse_query(&head.query)?;
-    let boundary = multipart::boundary(head.header("content-type"))?;
+    let boundary = multipart::boundary(head.header("content-type"))?.to_string();
     body::check_declared_length(head.content_length, service.config.max_body_bytes)?;
     Ok(Ticket {
         options,
