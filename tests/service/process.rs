@@ -136,3 +136,32 @@ fn request_log_line_has_sizes_and_never_the_key() {
     assert!(line.contains("total_ms="), "{line}");
     assert!(!log.contains(KEY), "the key appears in the log");
 }
+
+/// Runs the README's curl command; the 2.9 MB photo makes curl send
+/// `Expect: 100-continue` first.
+#[test]
+fn curl_example_from_readme_works() {
+    let server = TestServer::start_with_env(&[]);
+    let photo = crate::util::shared_dir().join("bench-images/photo-12mp-4032x3024.jpg");
+    let output = std::env::temp_dir().join(format!("imgflux-curl-{}.png", std::process::id()));
+    let status = std::process::Command::new("curl")
+        .args([
+            "-sS",
+            "-H",
+            "x-api-key: rust_is_fast_123",
+            "-X",
+            "POST",
+            "-F",
+        ])
+        .arg(format!("image=@{}", photo.display()))
+        .arg(format!("http://{}/process?w=800&h=600", server.address))
+        .arg("--output")
+        .arg(&output)
+        .status()
+        .expect("running curl failed");
+    assert!(status.success());
+    let bytes = std::fs::read(&output).unwrap();
+    std::fs::remove_file(&output).unwrap();
+    let image = image::load_from_memory_with_format(&bytes, image::ImageFormat::Png).unwrap();
+    assert_eq!(image.dimensions(), (800, 600));
+}
