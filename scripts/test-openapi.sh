@@ -80,8 +80,12 @@ fi
 
 echo "test-openapi: running schemathesis against $base_url, $max_examples examples per operation"
 status=0
+# schemathesis keeps a cache of failures in .schemathesis/ under the current
+# directory, so it runs from target/ to keep the work tree clean.
+mkdir -p "$root/target/openapi-run"
+cd "$root/target/openapi-run"
 timeout --signal=INT --kill-after=10 "$time_limit" \
-    "$venv/bin/schemathesis" run src/web/openapi.json \
+    "$venv/bin/schemathesis" run "$root/src/web/openapi.json" \
     --url "$base_url" \
     --header "x-api-key: $api_key" \
     --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,response_headers_conformance,negative_data_rejection,missing_required_header,unsupported_method,allow_header_conformance,ignored_auth \
