@@ -7,7 +7,7 @@
 use std::collections::BTreeSet;
 
 use imgflux::error::ApiError;
-use imgflux::options::{FormatRequest, ProcessOptions, Rgba, PARAMETER_NAMES};
+use imgflux::options::{parse_query, FormatRequest, ProcessOptions, Rgba, PARAMETER_NAMES};
 use imgflux::pipeline::Limits;
 use serde_json::Value;
 
@@ -55,7 +55,8 @@ fn query_parameter<'a>(document: &'a Value, name: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("query parameter {name} is not documented"))
 }
 
-/// Every variant once, with placeholder payloads: only status and code matter here.
+/// Returns every variant once, with placeholder payloads, because only the
+/// status and the code matter here.
 fn all_errors() -> Vec<ApiError> {
     vec![
         ApiError::InvalidParameter {
@@ -206,6 +207,70 @@ fn parameter_enums_list_the_contract_values() {
         enum_of("format"),
         ["png", "jpeg", "jpg", "webp", "gif", "auto"]
     );
+}
+
+/// Returns the query that makes `name=value` valid on its own: `fit` other
+/// than `inside` needs `w` and `h`, and `gravity` needs `fit=cover`.
+fn query_with(name: &str, value: &str) -> String {
+    match name {
+        "fit" => format!("fit={value}&w=10&h=10"),
+        "gravity" => format!("fit=cover&w=10&h=10&gravity={value}"),
+        _ => format!("{name}={value}"),
+    }
+}
+
+#[test]
+fn documented_values_parse() {
+    let document = document();
+
+    for parameter in query_parameters(&document) {
+        let name = parameter["name"].as_str().unwrap();
+        let schema = &parameter["schema"];
+        let mut values: Vec<String> = Vec::new();
+        for key in ["default", "minimum", "maximum"] {
+            if !schema[key].is_null() {
+                values.push(schema[key].to_string().trim_matches('"').to_string());
+            }
+        }
+        if let Some(keywords) = schema["enum"].as_array() {
+            values.extend(keywords.iter().map(|v| v.as_str().unwrap().to_string()));
+        }
+        if let Some(example) = parameter.get("example") {
+            values.push(example.to_string().trim_matches('"').to_string());
+        }
+        assert!(!values.is_empty(), "{name} documents no value to try");
+
+        for value in values {
+            let query = query_with(name, &value);
+            assert!(
+                parse_query(&query).is_ok(),
+                "documented value rejected: {query} -> {:?}",
+                parse_query(&query)
+            );
+        }
+    }
+}
+
+#[test]
+fn values_outside_schema_are_rejected() {
+    let rejected = [
+        "w=0",
+        "h=0",
+        "q=0",
+        "q=101",
+        "fit=stretch&w=10&h=10",
+        "fit=cover&w=10&h=10&gravity=middle",
+        "format=avif",
+        "enlarge=yes",
+        "bg=ggg",
+        "bg=12345",
+        "width=10",
+    ];
+
+    for query in rejected {
+        let error = parse_query(query).expect_err(query);
+        assert_eq!(error.code(), "invalid_parameter", "{query}");
+    }
 }
 
 #[test]

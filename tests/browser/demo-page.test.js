@@ -102,7 +102,7 @@ describe("demo page", () => {
   let userDataDir;
   let context;
   let page;
-  // What the browser reported that the page must never cause.
+  // Console messages, script errors and requests the page caused.
   const consoleProblems = [];
   const pageErrors = [];
   const requests = [];
@@ -253,10 +253,10 @@ describe("demo page", () => {
 
     assert.equal(reply.status(), 400);
     assert.equal(body.error.code, "invalid_parameter");
-    const shown = await page.textContent("#error-message");
+    const shownMessage = await page.textContent("#error-message");
     assert.ok(
-      shown.toLowerCase().startsWith(body.error.message.toLowerCase().replace(/[.!?]$/, "")),
-      `shown "${shown}", server sent "${body.error.message}"`,
+      shownMessage.toLowerCase().startsWith(body.error.message.toLowerCase().replace(/[.!?]$/, "")),
+      `shown "${shownMessage}", server sent "${body.error.message}"`,
     );
     assert.match(await page.textContent("#error-detail"), /code invalid_parameter · request id \S+/);
   });
