@@ -64,8 +64,9 @@ DURATION=${BENCH_DURATION:-$DEFAULT_DURATION}
 WARMUP=${BENCH_WARMUP:-$DEFAULT_WARMUP}
 RESTART=${BENCH_RESTART:-workload}
 PORT_BASE=${BENCH_PORT_BASE:-3100}
-OUT_DIR=${BENCH_OUT_DIR:-$ROOT/target/bench}
-SHARED_DIR=${BENCH_SHARED_DIR:-$ROOT/../shared}
+# Absolute, because the peers start in their own folders.
+OUT_DIR=$(realpath -m "${BENCH_OUT_DIR:-$ROOT/target/bench}")
+SHARED_DIR=$(realpath -m "${BENCH_SHARED_DIR:-$ROOT/../shared}")
 IMAGES=$SHARED_DIR/bench-images
 CORPUS=$SHARED_DIR/corpus
 VENV=$OUT_DIR/venv
