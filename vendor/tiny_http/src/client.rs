@@ -2,12 +2,17 @@ use ascii::AsciiString;
 
 use std::io::Error as IoError;
 use std::io::Result as IoResult;
-use std::io::{BufReader, BufWriter, ErrorKind, Read};
+use std::io::{self, BufReader, BufWriter, ErrorKind, Read, Write};
 
-use std::net::SocketAddr;
+use std::mem;
+use std::net::{Shutdown, SocketAddr};
 use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use crate::common::{HTTPVersion, Method};
+use crate::connection::Connection;
+use crate::request::UnreadBody;
 use crate::util::RefinedTcpStream;
 use crate::util::{SequentialReader, SequentialReaderBuilder, SequentialWriterBuilder};
 use crate::Request;
@@ -34,7 +39,19 @@ pub struct ClientConnection {
 
     // true if the connection goes through SSL
     secure: bool,
+
+    // another handle on the client socket, to shut it down and set its timeouts
+    socket: Connection,
+
+    // what to do with the body that the last request left on the socket, set by that request
+    unread_body: Arc<Mutex<UnreadBody>>,
 }
+
+/// Longest time a closing connection keeps reading and dropping what the client still sends.
+const LINGER_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Most bytes a closing connection reads and drops before it closes anyway.
+const LINGER_MAX_BYTES: u64 = 256 * 1024;
 
 /// Error that can happen when reading a request.
 #[derive(Debug)]
@@ -43,14 +60,17 @@ enum ReadError {
     WrongHeader(HTTPVersion),
     /// the client sent an unrecognized `Expect` header
     ExpectationFailed(HTTPVersion),
+    /// the previous request left more of its body unread than the connection skips
+    UnreadBody,
     ReadIoError(IoError),
 }
 
 impl ClientConnection {
     /// Creates a new `ClientConnection` that takes ownership of the `TcpStream`.
-    pub fn new(
+    pub(crate) fn new(
         write_socket: RefinedTcpStream,
         mut read_socket: RefinedTcpStream,
+        socket: Connection,
     ) -> ClientConnection {
         let remote_addr = read_socket.peer_addr();
         let secure = read_socket.secure();
@@ -65,6 +85,8 @@ impl ClientConnection {
             next_header_source: first_header,
             no_more_requests: false,
             secure,
+            socket,
+            unread_body: Arc::new(Mutex::new(UnreadBody::Skip(0))),
         }
     }
 
@@ -101,9 +123,52 @@ impl ClientConnection {
         }
     }
 
+    /// Waits until the previous request hands the stream back, then skips the part of its
+    /// body that it left unread.
+    fn skip_unread_body(&mut self) -> Result<(), ReadError> {
+        self.next_header_source.wait_for_turn();
+
+        let unread_body = mem::replace(&mut *self.unread_body.lock().unwrap(), UnreadBody::Skip(0));
+        let len = match unread_body {
+            UnreadBody::Skip(len) => len as u64,
+            UnreadBody::Close => return Err(ReadError::UnreadBody),
+        };
+
+        let mut rest = (&mut self.next_header_source).take(len);
+        let skipped = io::copy(&mut rest, &mut io::sink()).map_err(ReadError::ReadIoError)?;
+        if skipped < len {
+            let err = IoError::new(
+                ErrorKind::ConnectionAborted,
+                "Unexpected EOF in request body",
+            );
+            return Err(ReadError::ReadIoError(err));
+        }
+
+        Ok(())
+    }
+
+    /// Closes the connection once every response started on it has been sent.
+    ///
+    /// Closing a socket that still holds unread data makes the kernel send a reset, which can
+    /// destroy the response before the client reads it. So this shuts down the write side
+    /// first, then reads and drops what the client still sends, for a short while.
+    fn close_gracefully(&mut self) {
+        // the writer's flush blocks until the earlier responses have been written
+        let mut writer = self.sink.next().unwrap();
+        writer.flush().ok();
+        drop(writer);
+        self.socket.shutdown(Shutdown::Write).ok();
+
+        self.socket.set_read_timeout(Some(LINGER_TIMEOUT)).ok();
+        let mut rest = (&mut self.next_header_source).take(LINGER_MAX_BYTES);
+        io::copy(&mut rest, &mut io::sink()).ok();
+    }
+
     /// Reads a request from the stream.
     /// Blocks until the header has been read.
     fn read(&mut self) -> Result<Request, ReadError> {
+        self.skip_unread_body()?;
+
         let (method, path, version, headers) = {
             // reading the request line
             let (method, path, version) = {
@@ -165,7 +230,7 @@ impl ClientConnection {
         })?;
 
         // return the request
-        Ok(request)
+        Ok(request.with_unread_body(self.unread_body.clone()))
     }
 }
 
@@ -180,6 +245,7 @@ impl Iterator for ClientConnection {
         // the client sent a "connection: close" header in this previous request
         //  or is using HTTP 1.0, meaning that no new request will come
         if self.no_more_requests {
+            self.close_gracefully();
             return None;
         }
 
@@ -191,6 +257,7 @@ impl Iterator for ClientConnection {
                     response
                         .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
                         .ok();
+                    self.close_gracefully();
                     return None; // we don't know where the next request would start,
                                  // se we have to close
                 }
@@ -199,6 +266,7 @@ impl Iterator for ClientConnection {
                     let writer = self.sink.next().unwrap();
                     let response = Response::new_empty(StatusCode(400));
                     response.raw_print(writer, ver, &[], false, None).ok();
+                    self.close_gracefully();
                     return None; // we don't know where the next request would start,
                                  // se we have to close
                 }
@@ -210,6 +278,7 @@ impl Iterator for ClientConnection {
                     response
                         .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
                         .ok();
+                    self.close_gracefully();
                     return None; // closing the connection
                 }
 
@@ -217,7 +286,14 @@ impl Iterator for ClientConnection {
                     let writer = self.sink.next().unwrap();
                     let response = Response::new_empty(StatusCode(417));
                     response.raw_print(writer, ver, &[], true, None).ok();
+                    self.close_gracefully();
                     return None; // TODO: should be recoverable, but needs handling in case of body
+                }
+
+                Err(ReadError::UnreadBody) => {
+                    // the response of the previous request said `Connection: close`
+                    self.close_gracefully();
+                    return None;
                 }
 
                 Err(ReadError::ReadIoError(_)) => return None,

@@ -294,6 +294,13 @@ impl Server {
                 let new_client = match server.accept() {
                     Ok((sock, _)) => {
                         use util::RefinedTcpStream;
+                        let socket = match sock.try_clone() {
+                            Ok(socket) => socket,
+                            Err(e) => {
+                                log::error!("Error duplicating the socket of a new client: {}", e);
+                                continue;
+                            }
+                        };
                         let (read_closable, write_closable) = match ssl {
                             None => RefinedTcpStream::new(sock),
                             #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
@@ -311,7 +318,7 @@ impl Server {
                             Some(ref _ssl) => unreachable!(),
                         };
 
-                        Ok(ClientConnection::new(write_closable, read_closable))
+                        Ok(ClientConnection::new(write_closable, read_closable, socket))
                     }
                     Err(e) => Err(e),
                 };

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::str::FromStr;
 
 use std::sync::mpsc::Sender;
+use std::sync::{Arc, Mutex};
 
 use crate::util::{EqualReader, FusedReader};
 use crate::{HTTPVersion, Header, Method, Response, StatusCode};
@@ -49,7 +50,7 @@ use chunked_transfer::Decoder;
 /// If you want to build fake requests to test your server, use [`TestRequest`](crate::test::TestRequest).
 pub struct Request {
     // where to read the body from
-    data_reader: Option<Box<dyn Read + Send + 'static>>,
+    data_reader: Option<Box<dyn BodyReader>>,
 
     // if this writer is empty, then the request has been answered
     response_writer: Option<Box<dyn Write + Send + 'static>>,
@@ -74,6 +75,72 @@ pub struct Request {
 
     // If Some, a message must be sent after responding
     notify_when_responded: Option<Sender<()>>,
+
+    // If Some, where the connection thread learns what to do with the part of the body that
+    // this request leaves unread; None for a `TestRequest`, which has no connection
+    unread_body: Option<Arc<Mutex<UnreadBody>>>,
+}
+
+/// Largest unread rest of a request body that the connection reads and discards to stay open
+/// for the next request. A larger rest, or one of unknown length, closes the connection instead.
+pub(crate) const MAX_SKIPPED_BODY: usize = 64 * 1024;
+
+/// What the connection must do with the body bytes that the last request left on the socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum UnreadBody {
+    /// Read and discard this many bytes before reading the next request.
+    Skip(usize),
+    /// Close the connection without reading the rest.
+    Close,
+}
+
+/// Reader of a request body that knows how much of the body is still on the socket.
+trait BodyReader: Read + Send {
+    /// Returns the number of body bytes not yet read from the socket, or `None` when the
+    /// length is unknown (a chunked body or a raw stream that has not reached its end).
+    fn unread_len(&self) -> Option<usize>;
+}
+
+impl BodyReader for io::Empty {
+    fn unread_len(&self) -> Option<usize> {
+        Some(0)
+    }
+}
+
+impl BodyReader for Cursor<Vec<u8>> {
+    fn unread_len(&self) -> Option<usize> {
+        Some(0)
+    }
+}
+
+impl<R: Read + Send> BodyReader for FusedReader<EqualReader<R>> {
+    fn unread_len(&self) -> Option<usize> {
+        Some(self.get_ref().map_or(0, EqualReader::remaining))
+    }
+}
+
+impl<R: Read + Send> BodyReader for FusedReader<Decoder<R>> {
+    fn unread_len(&self) -> Option<usize> {
+        match self.get_ref() {
+            Some(_) => None,
+            None => Some(0),
+        }
+    }
+}
+
+/// The whole rest of the stream, handed to the user of a `Connection: upgrade` request.
+struct UpgradeStream<R>(R);
+
+impl<R: Read> Read for UpgradeStream<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.read(buf)
+    }
+}
+
+impl<R: Read + Send> BodyReader for UpgradeStream<R> {
+    fn unread_len(&self) -> Option<usize> {
+        None
+    }
 }
 
 struct NotifyOnDrop<R> {
@@ -187,10 +254,10 @@ where
     // content-length headers
     let reader = if connection_upgrade {
         // if we have a `Connection: upgrade`, always keeping the whole reader
-        Box::new(source_data) as Box<dyn Read + Send + 'static>
+        Box::new(UpgradeStream(source_data)) as Box<dyn BodyReader>
     } else if let Some(content_length) = content_length {
         if content_length == 0 {
-            Box::new(io::empty()) as Box<dyn Read + Send + 'static>
+            Box::new(io::empty()) as Box<dyn BodyReader>
         } else if content_length <= 1024 && !expects_continue {
             // if the content-length is small enough, we just read everything into a buffer
 
@@ -210,20 +277,20 @@ where
                 offset += read;
             }
 
-            Box::new(Cursor::new(buffer)) as Box<dyn Read + Send + 'static>
+            Box::new(Cursor::new(buffer)) as Box<dyn BodyReader>
         } else {
-            let (data_reader, _) = EqualReader::new(source_data, content_length); // TODO:
-            Box::new(FusedReader::new(data_reader)) as Box<dyn Read + Send + 'static>
+            let data_reader = EqualReader::new(source_data, content_length);
+            Box::new(FusedReader::new(data_reader)) as Box<dyn BodyReader>
         }
     } else if transfer_encoding.is_some() {
         // if a transfer-encoding was specified, then "chunked" is ALWAYS applied
         // over the message (RFC2616 #3.6)
-        Box::new(FusedReader::new(Decoder::new(source_data))) as Box<dyn Read + Send + 'static>
+        Box::new(FusedReader::new(Decoder::new(source_data))) as Box<dyn BodyReader>
     } else {
         // if we have neither a Content-Length nor a Transfer-Encoding,
         // assuming that we have no data
         // TODO: could also be multipart/byteranges
-        Box::new(io::empty()) as Box<dyn Read + Send + 'static>
+        Box::new(io::empty()) as Box<dyn BodyReader>
     };
 
     Ok(Request {
@@ -238,6 +305,7 @@ where
         body_length: content_length,
         must_send_continue: expects_continue,
         notify_when_responded: None,
+        unread_body: None,
     })
 }
 
@@ -424,7 +492,35 @@ impl Request {
 
         let mut reader = None;
         mem::swap(&mut self.data_reader, &mut reader);
-        reader.unwrap()
+        Box::new(reader.unwrap())
+    }
+
+    /// Drops the body reader, which hands the stream back to the connection, and tells the
+    /// connection what to do with the part of the body left unread.
+    ///
+    /// Returns true when the connection will be closed after the response, so that the
+    /// response can say `Connection: close`.
+    fn finish_body(&mut self) -> bool {
+        let (reader, unread_body) = match (self.data_reader.take(), &self.unread_body) {
+            (Some(reader), Some(unread_body)) => (reader, unread_body),
+            _ => return false,
+        };
+
+        // A client that waits for `100 Continue` may or may not send its body now.
+        let action = match reader.unread_len() {
+            Some(0) => return false,
+            Some(len) if len <= MAX_SKIPPED_BODY && !self.must_send_continue => {
+                UnreadBody::Skip(len)
+            }
+            _ => UnreadBody::Close,
+        };
+
+        // Set before the reader is dropped: the connection thread reads it once it gets the
+        // stream back.
+        *unread_body.lock().unwrap() = action;
+        drop(reader);
+
+        action == UnreadBody::Close
     }
 
     /// Sends a response to this request.
@@ -440,10 +536,14 @@ impl Request {
         res
     }
 
-    fn respond_impl<R>(&mut self, response: Response<R>) -> Result<(), IoError>
+    fn respond_impl<R>(&mut self, mut response: Response<R>) -> Result<(), IoError>
     where
         R: Read,
     {
+        if self.finish_body() {
+            response = response.with_connection_close();
+        }
+
         let mut writer = self.extract_writer_impl();
 
         let do_not_send_body = self.method == Method::Head;
@@ -473,6 +573,11 @@ impl Request {
         self.notify_when_responded = Some(sender);
         self
     }
+
+    pub(crate) fn with_unread_body(mut self, unread_body: Arc<Mutex<UnreadBody>>) -> Self {
+        self.unread_body = Some(unread_body);
+        self
+    }
 }
 
 impl fmt::Debug for Request {
@@ -494,6 +599,9 @@ impl Drop for Request {
                 sender.send(()).unwrap();
             }
         }
+
+        // `into_writer` leaves the body here; it must be finished before the fields are dropped.
+        self.finish_body();
     }
 }
 
