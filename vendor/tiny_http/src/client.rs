@@ -11,11 +11,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::common::{HTTPVersion, Method};
-use crate::connection::Connection;
 use crate::request::UnreadBody;
-use crate::util::RefinedTcpStream;
+use crate::util::{RefinedTcpStream, SocketTimeouts};
 use crate::util::{SequentialReader, SequentialReaderBuilder, SequentialWriterBuilder};
-use crate::Request;
+use crate::{Limits, Request};
 
 /// A ClientConnection is an object that will store a socket to a client
 /// and return Request objects.
@@ -40,8 +39,13 @@ pub struct ClientConnection {
     // true if the connection goes through SSL
     secure: bool,
 
-    // another handle on the client socket, to shut it down and set its timeouts
-    socket: Connection,
+    // timeouts of the client socket, which also gives the handle to shut it down
+    timeouts: Arc<SocketTimeouts>,
+
+    limits: Limits,
+
+    // number of bytes of the current request head read so far
+    head_len: usize,
 
     // what to do with the body that the last request left on the socket, set by that request
     unread_body: Arc<Mutex<UnreadBody>>,
@@ -70,10 +74,12 @@ impl ClientConnection {
     pub(crate) fn new(
         write_socket: RefinedTcpStream,
         mut read_socket: RefinedTcpStream,
-        socket: Connection,
+        timeouts: Arc<SocketTimeouts>,
+        limits: Limits,
     ) -> ClientConnection {
         let remote_addr = read_socket.peer_addr();
         let secure = read_socket.secure();
+        read_socket.set_timeouts(timeouts.clone());
 
         let mut source = SequentialReaderBuilder::new(BufReader::with_capacity(1024, read_socket));
         let first_header = source.next().unwrap();
@@ -85,7 +91,9 @@ impl ClientConnection {
             next_header_source: first_header,
             no_more_requests: false,
             secure,
-            socket,
+            timeouts,
+            limits,
+            head_len: 0,
             unread_body: Arc::new(Mutex::new(UnreadBody::Skip(0))),
         }
     }
@@ -111,6 +119,13 @@ impl ClientConnection {
                 None => return Err(IoError::new(ErrorKind::ConnectionAborted, "Unexpected EOF")),
             };
 
+            // the idle wait ends with the first byte, and the head deadline starts there
+            self.head_len += 1;
+            if self.head_len == 1 {
+                self.timeouts
+                    .set_deadline_in(self.limits.request_head_timeout)?;
+            }
+
             if byte == b'\n' && prev_byte_was_cr {
                 buf.pop(); // removing the '\r'
                 return AsciiString::from_ascii(buf)
@@ -134,6 +149,10 @@ impl ClientConnection {
             UnreadBody::Close => return Err(ReadError::UnreadBody),
         };
 
+        let deadline = self.limits.request_head_timeout;
+        self.timeouts
+            .set_deadline_in(deadline)
+            .map_err(ReadError::ReadIoError)?;
         let mut rest = (&mut self.next_header_source).take(len);
         let skipped = io::copy(&mut rest, &mut io::sink()).map_err(ReadError::ReadIoError)?;
         if skipped < len {
@@ -157,9 +176,9 @@ impl ClientConnection {
         let mut writer = self.sink.next().unwrap();
         writer.flush().ok();
         drop(writer);
-        self.socket.shutdown(Shutdown::Write).ok();
+        self.timeouts.socket().shutdown(Shutdown::Write).ok();
 
-        self.socket.set_read_timeout(Some(LINGER_TIMEOUT)).ok();
+        self.timeouts.set_deadline_in(Some(LINGER_TIMEOUT)).ok();
         let mut rest = (&mut self.next_header_source).take(LINGER_MAX_BYTES);
         io::copy(&mut rest, &mut io::sink()).ok();
     }
@@ -168,6 +187,11 @@ impl ClientConnection {
     /// Blocks until the header has been read.
     fn read(&mut self) -> Result<Request, ReadError> {
         self.skip_unread_body()?;
+
+        self.head_len = 0;
+        self.timeouts
+            .set_deadline_in(self.limits.idle_timeout)
+            .map_err(ReadError::ReadIoError)?;
 
         let (method, path, version, headers) = {
             // reading the request line
@@ -229,6 +253,11 @@ impl ClientConnection {
             }
         })?;
 
+        // the body is read under the read timeout only
+        self.timeouts
+            .set_deadline(None)
+            .map_err(ReadError::ReadIoError)?;
+
         // return the request
         Ok(request.with_unread_body(self.unread_body.clone()))
     }
@@ -271,7 +300,10 @@ impl Iterator for ClientConnection {
                                  // se we have to close
                 }
 
-                Err(ReadError::ReadIoError(ref err)) if err.kind() == ErrorKind::TimedOut => {
+                // a connection that timed out before sending any byte is closed without a word
+                Err(ReadError::ReadIoError(ref err))
+                    if err.kind() == ErrorKind::TimedOut && self.head_len > 0 =>
+                {
                     // request timeout
                     let writer = self.sink.next().unwrap();
                     let response = Response::new_empty(StatusCode(408));

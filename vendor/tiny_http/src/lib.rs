@@ -177,6 +177,46 @@ pub struct ServerConfig {
 
     /// If `Some`, then the server will use SSL to encode the communications.
     pub ssl: Option<SslConfig>,
+
+    /// Timeouts and size limits applied to every client connection.
+    pub limits: Limits,
+}
+
+/// Timeouts and size limits that protect the server from slow or hostile clients.
+///
+/// `Limits::default()` holds values meant for a server exposed to the internet; `None`
+/// disables a timeout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Longest time one read from a client socket may block, including the reads of a request
+    /// body through `Request::as_reader`, which then fail with `ErrorKind::TimedOut`.
+    /// It bounds each read, not a whole body. Default: 30 s.
+    pub read_timeout: Option<Duration>,
+
+    /// Longest time one write to a client socket may block. It bounds each write, not a
+    /// whole response: a client that reads slowly but steadily is not cut off. Default: 30 s.
+    pub write_timeout: Option<Duration>,
+
+    /// Longest time a connection waits for the first byte of a request, both for the first
+    /// request and between requests of a kept-alive connection. Then the connection is closed
+    /// without a response. Default: 5 s.
+    pub idle_timeout: Option<Duration>,
+
+    /// Longest time from the first byte of a request to the end of its head (request line and
+    /// headers, plus a body of at most 1 KiB, which is read with the head). Then the client
+    /// gets `408 Request Timeout` and the connection is closed. Default: 10 s.
+    pub request_head_timeout: Option<Duration>,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            read_timeout: Some(Duration::from_secs(30)),
+            write_timeout: Some(Duration::from_secs(30)),
+            idle_timeout: Some(Duration::from_secs(5)),
+            request_head_timeout: Some(Duration::from_secs(10)),
+        }
+    }
 }
 
 /// Configuration of the server for SSL.
@@ -198,6 +238,7 @@ impl Server {
         Server::new(ServerConfig {
             addr: ConfigListenAddr::from_socket_addrs(addr)?,
             ssl: None,
+            limits: Limits::default(),
         })
     }
 
@@ -214,6 +255,7 @@ impl Server {
         Server::new(ServerConfig {
             addr: ConfigListenAddr::from_socket_addrs(addr)?,
             ssl: Some(config),
+            limits: Limits::default(),
         })
     }
 
@@ -226,22 +268,32 @@ impl Server {
         Server::new(ServerConfig {
             addr: ConfigListenAddr::unix_from_path(path),
             ssl: None,
+            limits: Limits::default(),
         })
     }
 
     /// Builds a new server that listens on the specified address.
     pub fn new(config: ServerConfig) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
         let listener = config.addr.bind()?;
-        Self::from_listener(listener, config.ssl)
+        Self::from_listener_with_limits(listener, config.ssl, config.limits)
     }
 
-    /// Builds a new server using the specified TCP listener.
+    /// Builds a new server using the specified TCP listener, with the default `Limits`.
     ///
     /// This is useful if you've constructed TcpListener using some less usual method
     /// such as from systemd. For other cases, you probably want the `new()` function.
     pub fn from_listener<L: Into<Listener>>(
         listener: L,
         ssl_config: Option<SslConfig>,
+    ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
+        Self::from_listener_with_limits(listener, ssl_config, Limits::default())
+    }
+
+    /// Builds a new server using the specified TCP listener and limits.
+    pub fn from_listener_with_limits<L: Into<Listener>>(
+        listener: L,
+        ssl_config: Option<SslConfig>,
+        limits: Limits,
     ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
         let listener = listener.into();
         // building the "close" variable
@@ -294,10 +346,19 @@ impl Server {
                 let new_client = match server.accept() {
                     Ok((sock, _)) => {
                         use util::RefinedTcpStream;
-                        let socket = match sock.try_clone() {
-                            Ok(socket) => socket,
+
+                        // set before the TLS handshake, which reads from the socket
+                        let timeouts = sock.try_clone().and_then(|socket| {
+                            util::SocketTimeouts::new(
+                                socket,
+                                limits.read_timeout,
+                                limits.write_timeout,
+                            )
+                        });
+                        let timeouts = match timeouts {
+                            Ok(timeouts) => Arc::new(timeouts),
                             Err(e) => {
-                                log::error!("Error duplicating the socket of a new client: {}", e);
+                                log::error!("Error setting the timeouts of a new client: {}", e);
                                 continue;
                             }
                         };
@@ -318,7 +379,12 @@ impl Server {
                             Some(ref _ssl) => unreachable!(),
                         };
 
-                        Ok(ClientConnection::new(write_closable, read_closable, socket))
+                        Ok(ClientConnection::new(
+                            write_closable,
+                            read_closable,
+                            timeouts,
+                            limits,
+                        ))
                     }
                     Err(e) => Err(e),
                 };
