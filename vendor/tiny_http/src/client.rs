@@ -66,6 +66,10 @@ enum ReadError {
     ExpectationFailed(HTTPVersion),
     /// the previous request left more of its body unread than the connection skips
     UnreadBody,
+    /// the request line is longer than `Limits::max_header_line_size`
+    RequestLineTooLong,
+    /// a header line or the whole head is larger than `Limits` allow
+    HeadTooLarge,
     ReadIoError(IoError),
 }
 
@@ -107,7 +111,10 @@ impl ClientConnection {
     ///
     /// Reads until `CRLF` is reached. The next read will start
     ///  at the first byte of the new line.
-    fn read_next_line(&mut self) -> IoResult<AsciiString> {
+    ///
+    /// Fails with `HeadTooLarge` as soon as the line or the whole head exceeds its limit, so
+    /// that no more than the limits is ever buffered.
+    fn read_next_line(&mut self) -> Result<AsciiString, ReadError> {
         let mut buf = Vec::new();
         let mut prev_byte_was_cr = false;
 
@@ -115,26 +122,40 @@ impl ClientConnection {
             let byte = self.next_header_source.by_ref().bytes().next();
 
             let byte = match byte {
-                Some(b) => b?,
-                None => return Err(IoError::new(ErrorKind::ConnectionAborted, "Unexpected EOF")),
+                Some(b) => b.map_err(ReadError::ReadIoError)?,
+                None => {
+                    let err = IoError::new(ErrorKind::ConnectionAborted, "Unexpected EOF");
+                    return Err(ReadError::ReadIoError(err));
+                }
             };
 
             // the idle wait ends with the first byte, and the head deadline starts there
             self.head_len += 1;
             if self.head_len == 1 {
                 self.timeouts
-                    .set_deadline_in(self.limits.request_head_timeout)?;
+                    .set_deadline_in(self.limits.request_head_timeout)
+                    .map_err(ReadError::ReadIoError)?;
+            }
+            if self.head_len > self.limits.max_request_head_size {
+                return Err(ReadError::HeadTooLarge);
             }
 
             if byte == b'\n' && prev_byte_was_cr {
                 buf.pop(); // removing the '\r'
-                return AsciiString::from_ascii(buf)
-                    .map_err(|_| IoError::new(ErrorKind::InvalidInput, "Header is not in ASCII"));
+                return AsciiString::from_ascii(buf).map_err(|_| {
+                    let err = IoError::new(ErrorKind::InvalidInput, "Header is not in ASCII");
+                    ReadError::ReadIoError(err)
+                });
             }
 
             prev_byte_was_cr = byte == b'\r';
 
             buf.push(byte);
+
+            // the line needs at least its final LF on top of what it has
+            if buf.len() + 1 > self.limits.max_header_line_size {
+                return Err(ReadError::HeadTooLarge);
+            }
         }
     }
 
@@ -196,7 +217,10 @@ impl ClientConnection {
         let (method, path, version, headers) = {
             // reading the request line
             let (method, path, version) = {
-                let line = self.read_next_line().map_err(ReadError::ReadIoError)?;
+                let line = self.read_next_line().map_err(|e| match e {
+                    ReadError::HeadTooLarge => ReadError::RequestLineTooLong,
+                    e => e,
+                })?;
 
                 parse_request_line(
                     line.as_str().trim(), // TODO: remove this conversion
@@ -207,7 +231,7 @@ impl ClientConnection {
             let headers = {
                 let mut headers = Vec::new();
                 loop {
-                    let line = self.read_next_line().map_err(ReadError::ReadIoError)?;
+                    let line = self.read_next_line()?;
 
                     if line.is_empty() {
                         break;
@@ -320,6 +344,26 @@ impl Iterator for ClientConnection {
                     response.raw_print(writer, ver, &[], true, None).ok();
                     self.close_gracefully();
                     return None; // TODO: should be recoverable, but needs handling in case of body
+                }
+
+                Err(ReadError::RequestLineTooLong) => {
+                    let writer = self.sink.next().unwrap();
+                    let response = Response::new_empty(StatusCode(414));
+                    response
+                        .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
+                        .ok();
+                    self.close_gracefully();
+                    return None;
+                }
+
+                Err(ReadError::HeadTooLarge) => {
+                    let writer = self.sink.next().unwrap();
+                    let response = Response::new_empty(StatusCode(431));
+                    response
+                        .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
+                        .ok();
+                    self.close_gracefully();
+                    return None;
                 }
 
                 Err(ReadError::UnreadBody) => {

@@ -206,6 +206,16 @@ pub struct Limits {
     /// headers, plus a body of at most 1 KiB, which is read with the head). Then the client
     /// gets `408 Request Timeout` and the connection is closed. Default: 10 s.
     pub request_head_timeout: Option<Duration>,
+
+    /// Largest line of a request head in bytes, CRLF included. A longer request line gets
+    /// `414 URI Too Long`, a longer header line `431 Request Header Fields Too Large`, and the
+    /// connection is closed. Default: 16 KiB.
+    pub max_header_line_size: usize,
+
+    /// Largest request head in bytes: the request line, the headers and the empty line that
+    /// ends them. A larger head gets `431 Request Header Fields Too Large` and the connection
+    /// is closed. Default: 64 KiB.
+    pub max_request_head_size: usize,
 }
 
 impl Default for Limits {
@@ -215,6 +225,8 @@ impl Default for Limits {
             write_timeout: Some(Duration::from_secs(30)),
             idle_timeout: Some(Duration::from_secs(5)),
             request_head_timeout: Some(Duration::from_secs(10)),
+            max_header_line_size: 16 * 1024,
+            max_request_head_size: 64 * 1024,
         }
     }
 }

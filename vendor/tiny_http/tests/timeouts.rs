@@ -78,7 +78,11 @@ fn trickled_head_gets_408() {
     let mut response = String::new();
     client.read_to_string(&mut response).unwrap();
 
-    assert!(response.starts_with("HTTP/1.1 408"), "response: {}", response);
+    assert!(
+        response.starts_with("HTTP/1.1 408"),
+        "response: {}",
+        response
+    );
     assert!(start.elapsed() < Duration::from_secs(3));
     drop(server);
 }

@@ -44,6 +44,12 @@ pub fn new_client_to_hello_world_server() -> TcpStream {
 /// The server thread stops after `lifetime`.
 pub fn new_server_ignoring_bodies(lifetime: Duration) -> std::net::SocketAddr {
     let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
+    serve_hello(server, lifetime)
+}
+
+/// Answers every request to `server` with "hello" without reading its body, in a thread that
+/// stops after `lifetime`, and returns the server's address.
+pub fn serve_hello(server: tiny_http::Server, lifetime: Duration) -> std::net::SocketAddr {
     let addr = server.server_addr().to_ip().unwrap();
 
     thread::spawn(move || {
