@@ -70,6 +70,10 @@ enum ReadError {
     RequestLineTooLong,
     /// a header line or the whole head is larger than `Limits` allow
     HeadTooLarge,
+    /// a line of the head contains a CR or LF outside its final CRLF, or a non-ASCII byte
+    InvalidLine,
+    /// the headers do not give one unambiguous body length
+    InvalidFraming,
     ReadIoError(IoError),
 }
 
@@ -142,10 +146,13 @@ impl ClientConnection {
 
             if byte == b'\n' && prev_byte_was_cr {
                 buf.pop(); // removing the '\r'
-                return AsciiString::from_ascii(buf).map_err(|_| {
-                    let err = IoError::new(ErrorKind::InvalidInput, "Header is not in ASCII");
-                    ReadError::ReadIoError(err)
-                });
+                return AsciiString::from_ascii(buf).map_err(|_| ReadError::InvalidLine);
+            }
+
+            // A bare CR or LF ends a line for some parsers and not for others, which would let a
+            // proxy in front of this server see other headers than this server does.
+            if byte == b'\n' || prev_byte_was_cr {
+                return Err(ReadError::InvalidLine);
             }
 
             prev_byte_was_cr = byte == b'\r';
@@ -236,6 +243,12 @@ impl ClientConnection {
                     if line.is_empty() {
                         break;
                     };
+
+                    // obsolete line folding continues the previous header, which a proxy in
+                    // front of this server may or may not do
+                    if line.as_str().starts_with([' ', '\t']) {
+                        return Err(ReadError::WrongHeader(version));
+                    }
                     headers.push(match FromStr::from_str(line.as_str().trim()) {
                         // TODO: remove this conversion
                         Ok(h) => h,
@@ -274,6 +287,7 @@ impl ClientConnection {
                 request::RequestCreationError::ExpectationFailed => {
                     ReadError::ExpectationFailed(version)
                 }
+                request::RequestCreationError::InvalidFraming => ReadError::InvalidFraming,
             }
         })?;
 
@@ -304,7 +318,9 @@ impl Iterator for ClientConnection {
 
         loop {
             let rq = match self.read() {
-                Err(ReadError::WrongRequestLine) => {
+                Err(ReadError::WrongRequestLine)
+                | Err(ReadError::InvalidLine)
+                | Err(ReadError::InvalidFraming) => {
                     let writer = self.sink.next().unwrap();
                     let response = Response::new_empty(StatusCode(400));
                     response
@@ -379,7 +395,9 @@ impl Iterator for ClientConnection {
 
             // checking HTTP version
             if *rq.http_version() > (1, 1) {
-                let writer = self.sink.next().unwrap();
+                // The request's own writer, since a later one waits for it to be dropped.
+                // Stock 0.12 took a new writer here and so blocked forever.
+                let writer = rq.into_writer();
                 let response = Response::from_string(
                     "This server only supports HTTP versions 1.0 and 1.1".to_owned(),
                 )

@@ -175,6 +175,58 @@ pub enum RequestCreationError {
 
     /// Error while reading data from the socket during the creation of the `Request`.
     CreationIoError(IoError),
+
+    /// The `Content-Length` and `Transfer-Encoding` headers do not give one unambiguous body
+    /// length, so the end of this request and the start of the next one are unknown.
+    InvalidFraming,
+}
+
+/// Returns the body length given by `Content-Length`, and whether the body is chunked.
+///
+/// Rejects every framing that another HTTP implementation in front of this server could read
+/// differently (RFC 9112, section 6): both headers together, differing or non-numeric
+/// `Content-Length` values, a transfer coding other than a single `chunked`, and
+/// `Transfer-Encoding` in an HTTP/1.0 request.
+fn parse_body_framing(
+    headers: &[Header],
+    version: &HTTPVersion,
+) -> Result<(Option<usize>, bool), RequestCreationError> {
+    let mut content_lengths = headers.iter().filter(|h| h.field.equiv("Content-Length"));
+    let mut transfer_encodings = headers
+        .iter()
+        .filter(|h| h.field.equiv("Transfer-Encoding"));
+
+    let content_length = match content_lengths.next() {
+        None => None,
+        Some(first) => {
+            if content_lengths.any(|h| h.value != first.value) {
+                return Err(RequestCreationError::InvalidFraming);
+            }
+            Some(parse_content_length(first.value.as_str())?)
+        }
+    };
+
+    let chunked = match (transfer_encodings.next(), transfer_encodings.next()) {
+        (None, _) => false,
+        (Some(encoding), None)
+            if encoding.value.as_str().eq_ignore_ascii_case("chunked")
+                && content_length.is_none()
+                && *version >= (1, 1) =>
+        {
+            true
+        }
+        _ => return Err(RequestCreationError::InvalidFraming),
+    };
+
+    Ok((content_length, chunked))
+}
+
+/// Parses a `Content-Length` value: decimal digits only, without sign or spaces.
+fn parse_content_length(value: &str) -> Result<usize, RequestCreationError> {
+    if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(RequestCreationError::InvalidFraming);
+    }
+    usize::from_str(value).map_err(|_| RequestCreationError::InvalidFraming)
 }
 
 impl From<IoError> for RequestCreationError {
@@ -207,23 +259,7 @@ where
     R: Read + Send + 'static,
     W: Write + Send + 'static,
 {
-    // finding the transfer-encoding header
-    let transfer_encoding = headers
-        .iter()
-        .find(|h: &&Header| h.field.equiv("Transfer-Encoding"))
-        .map(|h| h.value.clone());
-
-    // finding the content-length header
-    let content_length = if transfer_encoding.is_some() {
-        // if transfer-encoding is specified, the Content-Length
-        // header must be ignored (RFC2616 #4.4)
-        None
-    } else {
-        headers
-            .iter()
-            .find(|h: &&Header| h.field.equiv("Content-Length"))
-            .and_then(|h| FromStr::from_str(h.value.as_str()).ok())
-    };
+    let (content_length, chunked) = parse_body_framing(&headers, &version)?;
 
     // true if the client sent a `Expect: 100-continue` header
     let expects_continue = {
@@ -282,7 +318,7 @@ where
             let data_reader = EqualReader::new(source_data, content_length);
             Box::new(FusedReader::new(data_reader)) as Box<dyn BodyReader>
         }
-    } else if transfer_encoding.is_some() {
+    } else if chunked {
         // if a transfer-encoding was specified, then "chunked" is ALWAYS applied
         // over the message (RFC2616 #3.6)
         Box::new(FusedReader::new(Decoder::new(source_data))) as Box<dyn BodyReader>
