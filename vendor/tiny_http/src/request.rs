@@ -8,9 +8,8 @@ use std::str::FromStr;
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex};
 
-use crate::util::{EqualReader, FusedReader};
+use crate::util::{ChunkedReader, EqualReader, FusedReader};
 use crate::{HTTPVersion, Header, Method, Response, StatusCode};
-use chunked_transfer::Decoder;
 
 /// Represents an HTTP request made by a client.
 ///
@@ -119,7 +118,7 @@ impl<R: Read + Send> BodyReader for FusedReader<EqualReader<R>> {
     }
 }
 
-impl<R: Read + Send> BodyReader for FusedReader<Decoder<R>> {
+impl<R: Read + Send> BodyReader for FusedReader<ChunkedReader<R>> {
     fn unread_len(&self) -> Option<usize> {
         match self.get_ref() {
             Some(_) => None,
@@ -321,7 +320,7 @@ where
     } else if chunked {
         // if a transfer-encoding was specified, then "chunked" is ALWAYS applied
         // over the message (RFC2616 #3.6)
-        Box::new(FusedReader::new(Decoder::new(source_data))) as Box<dyn BodyReader>
+        Box::new(FusedReader::new(ChunkedReader::new(source_data))) as Box<dyn BodyReader>
     } else {
         // if we have neither a Content-Length nor a Transfer-Encoding,
         // assuming that we have no data
