@@ -214,9 +214,9 @@ impl ClientConnection {
     /// Reads a request from the stream.
     /// Blocks until the header has been read.
     fn read(&mut self) -> Result<Request, ReadError> {
+        self.head_len = 0;
         self.skip_unread_body()?;
 
-        self.head_len = 0;
         self.timeouts
             .set_deadline_in(self.limits.idle_timeout)
             .map_err(ReadError::ReadIoError)?;
@@ -322,7 +322,7 @@ impl Iterator for ClientConnection {
                 | Err(ReadError::InvalidLine)
                 | Err(ReadError::InvalidFraming) => {
                     let writer = self.sink.next().unwrap();
-                    let response = Response::new_empty(StatusCode(400));
+                    let response = Response::new_empty(StatusCode(400)).with_connection_close();
                     response
                         .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
                         .ok();
@@ -333,7 +333,7 @@ impl Iterator for ClientConnection {
 
                 Err(ReadError::WrongHeader(ver)) => {
                     let writer = self.sink.next().unwrap();
-                    let response = Response::new_empty(StatusCode(400));
+                    let response = Response::new_empty(StatusCode(400)).with_connection_close();
                     response.raw_print(writer, ver, &[], false, None).ok();
                     self.close_gracefully();
                     return None; // we don't know where the next request would start,
@@ -346,7 +346,7 @@ impl Iterator for ClientConnection {
                 {
                     // request timeout
                     let writer = self.sink.next().unwrap();
-                    let response = Response::new_empty(StatusCode(408));
+                    let response = Response::new_empty(StatusCode(408)).with_connection_close();
                     response
                         .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
                         .ok();
@@ -364,7 +364,7 @@ impl Iterator for ClientConnection {
 
                 Err(ReadError::RequestLineTooLong) => {
                     let writer = self.sink.next().unwrap();
-                    let response = Response::new_empty(StatusCode(414));
+                    let response = Response::new_empty(StatusCode(414)).with_connection_close();
                     response
                         .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
                         .ok();
@@ -374,7 +374,7 @@ impl Iterator for ClientConnection {
 
                 Err(ReadError::HeadTooLarge) => {
                     let writer = self.sink.next().unwrap();
-                    let response = Response::new_empty(StatusCode(431));
+                    let response = Response::new_empty(StatusCode(431)).with_connection_close();
                     response
                         .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
                         .ok();
