@@ -28,6 +28,7 @@ fn assert_rejected(request: &str) {
         request,
         response
     );
+    assert!(has_connection_close(&response), "response: {:?}", response);
     // nothing of the request reached the application, which would have answered "hello"
     assert!(!response.contains("hello"), "response: {:?}", response);
 }

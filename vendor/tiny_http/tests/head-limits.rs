@@ -8,7 +8,7 @@ use tiny_http::Limits;
 #[allow(dead_code)]
 mod support;
 
-use support::{connect, new_server_with_limits, read_response, serve_hello};
+use support::{connect, has_connection_close, new_server_with_limits, read_response, serve_hello};
 
 const MAX_LINE: usize = 100;
 const MAX_HEAD: usize = 300;
@@ -59,6 +59,7 @@ fn header_line_over_limit_gets_431() {
         "response: {}",
         response
     );
+    assert!(has_connection_close(&response), "response: {}", response);
 }
 
 #[test]
