@@ -2,15 +2,19 @@ use ascii::AsciiString;
 
 use std::io::Error as IoError;
 use std::io::Result as IoResult;
-use std::io::{BufReader, BufWriter, ErrorKind, Read};
+use std::io::{self, BufReader, BufWriter, ErrorKind, Read, Write};
 
-use std::net::SocketAddr;
+use std::mem;
+use std::net::{Shutdown, SocketAddr};
 use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use crate::common::{HTTPVersion, Method};
-use crate::util::RefinedTcpStream;
+use crate::request::UnreadBody;
+use crate::util::{RefinedTcpStream, SocketTimeouts};
 use crate::util::{SequentialReader, SequentialReaderBuilder, SequentialWriterBuilder};
-use crate::Request;
+use crate::{Limits, Request};
 
 /// A ClientConnection is an object that will store a socket to a client
 /// and return Request objects.
@@ -34,7 +38,24 @@ pub struct ClientConnection {
 
     // true if the connection goes through SSL
     secure: bool,
+
+    // timeouts of the client socket, which also gives the handle to shut it down
+    timeouts: Arc<SocketTimeouts>,
+
+    limits: Limits,
+
+    // number of bytes of the current request head read so far
+    head_len: usize,
+
+    // what to do with the body that the last request left on the socket, set by that request
+    unread_body: Arc<Mutex<UnreadBody>>,
 }
+
+/// Longest time a closing connection keeps reading and dropping what the client still sends.
+const LINGER_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Most bytes a closing connection reads and drops before it closes anyway.
+const LINGER_MAX_BYTES: u64 = 256 * 1024;
 
 /// Error that can happen when reading a request.
 #[derive(Debug)]
@@ -43,17 +64,30 @@ enum ReadError {
     WrongHeader(HTTPVersion),
     /// the client sent an unrecognized `Expect` header
     ExpectationFailed(HTTPVersion),
+    /// the previous request left more of its body unread than the connection skips
+    UnreadBody,
+    /// the request line is longer than `Limits::max_header_line_size`
+    RequestLineTooLong,
+    /// a header line or the whole head is larger than `Limits` allow
+    HeadTooLarge,
+    /// a line of the head contains a CR or LF outside its final CRLF, or a non-ASCII byte
+    InvalidLine,
+    /// the headers do not give one unambiguous body length
+    InvalidFraming,
     ReadIoError(IoError),
 }
 
 impl ClientConnection {
     /// Creates a new `ClientConnection` that takes ownership of the `TcpStream`.
-    pub fn new(
+    pub(crate) fn new(
         write_socket: RefinedTcpStream,
         mut read_socket: RefinedTcpStream,
+        timeouts: Arc<SocketTimeouts>,
+        limits: Limits,
     ) -> ClientConnection {
         let remote_addr = read_socket.peer_addr();
         let secure = read_socket.secure();
+        read_socket.set_timeouts(timeouts.clone());
 
         let mut source = SequentialReaderBuilder::new(BufReader::with_capacity(1024, read_socket));
         let first_header = source.next().unwrap();
@@ -65,6 +99,10 @@ impl ClientConnection {
             next_header_source: first_header,
             no_more_requests: false,
             secure,
+            timeouts,
+            limits,
+            head_len: 0,
+            unread_body: Arc::new(Mutex::new(UnreadBody::Skip(0))),
         }
     }
 
@@ -77,7 +115,10 @@ impl ClientConnection {
     ///
     /// Reads until `CRLF` is reached. The next read will start
     ///  at the first byte of the new line.
-    fn read_next_line(&mut self) -> IoResult<AsciiString> {
+    ///
+    /// Fails with `HeadTooLarge` as soon as the line or the whole head exceeds its limit, so
+    /// that no more than the limits is ever buffered.
+    fn read_next_line(&mut self) -> Result<AsciiString, ReadError> {
         let mut buf = Vec::new();
         let mut prev_byte_was_cr = false;
 
@@ -85,29 +126,108 @@ impl ClientConnection {
             let byte = self.next_header_source.by_ref().bytes().next();
 
             let byte = match byte {
-                Some(b) => b?,
-                None => return Err(IoError::new(ErrorKind::ConnectionAborted, "Unexpected EOF")),
+                Some(b) => b.map_err(ReadError::ReadIoError)?,
+                None => {
+                    let err = IoError::new(ErrorKind::ConnectionAborted, "Unexpected EOF");
+                    return Err(ReadError::ReadIoError(err));
+                }
             };
+
+            // the idle wait ends with the first byte, and the head deadline starts there
+            self.head_len += 1;
+            if self.head_len == 1 {
+                self.timeouts
+                    .set_deadline_in(self.limits.request_head_timeout)
+                    .map_err(ReadError::ReadIoError)?;
+            }
+            if self.head_len > self.limits.max_request_head_size {
+                return Err(ReadError::HeadTooLarge);
+            }
 
             if byte == b'\n' && prev_byte_was_cr {
                 buf.pop(); // removing the '\r'
-                return AsciiString::from_ascii(buf)
-                    .map_err(|_| IoError::new(ErrorKind::InvalidInput, "Header is not in ASCII"));
+                return AsciiString::from_ascii(buf).map_err(|_| ReadError::InvalidLine);
+            }
+
+            // A bare CR or LF ends a line for some parsers and not for others, which would let a
+            // proxy in front of this server see other headers than this server does.
+            if byte == b'\n' || prev_byte_was_cr {
+                return Err(ReadError::InvalidLine);
             }
 
             prev_byte_was_cr = byte == b'\r';
 
             buf.push(byte);
+
+            // the line needs at least its final LF on top of what it has
+            if buf.len() + 1 > self.limits.max_header_line_size {
+                return Err(ReadError::HeadTooLarge);
+            }
         }
+    }
+
+    /// Waits until the previous request hands the stream back, then skips the part of its
+    /// body that it left unread.
+    fn skip_unread_body(&mut self) -> Result<(), ReadError> {
+        self.next_header_source.wait_for_turn();
+
+        let unread_body = mem::replace(&mut *self.unread_body.lock().unwrap(), UnreadBody::Skip(0));
+        let len = match unread_body {
+            UnreadBody::Skip(len) => len as u64,
+            UnreadBody::Close => return Err(ReadError::UnreadBody),
+        };
+
+        let deadline = self.limits.request_head_timeout;
+        self.timeouts
+            .set_deadline_in(deadline)
+            .map_err(ReadError::ReadIoError)?;
+        let mut rest = (&mut self.next_header_source).take(len);
+        let skipped = io::copy(&mut rest, &mut io::sink()).map_err(ReadError::ReadIoError)?;
+        if skipped < len {
+            let err = IoError::new(
+                ErrorKind::ConnectionAborted,
+                "Unexpected EOF in request body",
+            );
+            return Err(ReadError::ReadIoError(err));
+        }
+
+        Ok(())
+    }
+
+    /// Closes the connection once every response started on it has been sent.
+    ///
+    /// Closing a socket that still holds unread data makes the kernel send a reset, which can
+    /// destroy the response before the client reads it. So this shuts down the write side
+    /// first, then reads and drops what the client still sends, for a short while.
+    fn close_gracefully(&mut self) {
+        // the writer's flush blocks until the earlier responses have been written
+        let mut writer = self.sink.next().unwrap();
+        writer.flush().ok();
+        drop(writer);
+        self.timeouts.socket().shutdown(Shutdown::Write).ok();
+
+        self.timeouts.set_deadline_in(Some(LINGER_TIMEOUT)).ok();
+        let mut rest = (&mut self.next_header_source).take(LINGER_MAX_BYTES);
+        io::copy(&mut rest, &mut io::sink()).ok();
     }
 
     /// Reads a request from the stream.
     /// Blocks until the header has been read.
     fn read(&mut self) -> Result<Request, ReadError> {
+        self.head_len = 0;
+        self.skip_unread_body()?;
+
+        self.timeouts
+            .set_deadline_in(self.limits.idle_timeout)
+            .map_err(ReadError::ReadIoError)?;
+
         let (method, path, version, headers) = {
             // reading the request line
             let (method, path, version) = {
-                let line = self.read_next_line().map_err(ReadError::ReadIoError)?;
+                let line = self.read_next_line().map_err(|e| match e {
+                    ReadError::HeadTooLarge => ReadError::RequestLineTooLong,
+                    e => e,
+                })?;
 
                 parse_request_line(
                     line.as_str().trim(), // TODO: remove this conversion
@@ -118,11 +238,17 @@ impl ClientConnection {
             let headers = {
                 let mut headers = Vec::new();
                 loop {
-                    let line = self.read_next_line().map_err(ReadError::ReadIoError)?;
+                    let line = self.read_next_line()?;
 
                     if line.is_empty() {
                         break;
                     };
+
+                    // obsolete line folding continues the previous header, which a proxy in
+                    // front of this server may or may not do
+                    if line.as_str().starts_with([' ', '\t']) {
+                        return Err(ReadError::WrongHeader(version));
+                    }
                     headers.push(match FromStr::from_str(line.as_str().trim()) {
                         // TODO: remove this conversion
                         Ok(h) => h,
@@ -161,11 +287,17 @@ impl ClientConnection {
                 request::RequestCreationError::ExpectationFailed => {
                     ReadError::ExpectationFailed(version)
                 }
+                request::RequestCreationError::InvalidFraming => ReadError::InvalidFraming,
             }
         })?;
 
+        // the body is read under the read timeout only
+        self.timeouts
+            .set_deadline(None)
+            .map_err(ReadError::ReadIoError)?;
+
         // return the request
-        Ok(request)
+        Ok(request.with_unread_body(self.unread_body.clone()))
     }
 }
 
@@ -180,36 +312,45 @@ impl Iterator for ClientConnection {
         // the client sent a "connection: close" header in this previous request
         //  or is using HTTP 1.0, meaning that no new request will come
         if self.no_more_requests {
+            self.close_gracefully();
             return None;
         }
 
         loop {
             let rq = match self.read() {
-                Err(ReadError::WrongRequestLine) => {
+                Err(ReadError::WrongRequestLine)
+                | Err(ReadError::InvalidLine)
+                | Err(ReadError::InvalidFraming) => {
                     let writer = self.sink.next().unwrap();
-                    let response = Response::new_empty(StatusCode(400));
+                    let response = Response::new_empty(StatusCode(400)).with_connection_close();
                     response
                         .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
                         .ok();
+                    self.close_gracefully();
                     return None; // we don't know where the next request would start,
                                  // se we have to close
                 }
 
                 Err(ReadError::WrongHeader(ver)) => {
                     let writer = self.sink.next().unwrap();
-                    let response = Response::new_empty(StatusCode(400));
+                    let response = Response::new_empty(StatusCode(400)).with_connection_close();
                     response.raw_print(writer, ver, &[], false, None).ok();
+                    self.close_gracefully();
                     return None; // we don't know where the next request would start,
                                  // se we have to close
                 }
 
-                Err(ReadError::ReadIoError(ref err)) if err.kind() == ErrorKind::TimedOut => {
+                // a connection that timed out before sending any byte is closed without a word
+                Err(ReadError::ReadIoError(ref err))
+                    if err.kind() == ErrorKind::TimedOut && self.head_len > 0 =>
+                {
                     // request timeout
                     let writer = self.sink.next().unwrap();
-                    let response = Response::new_empty(StatusCode(408));
+                    let response = Response::new_empty(StatusCode(408)).with_connection_close();
                     response
                         .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
                         .ok();
+                    self.close_gracefully();
                     return None; // closing the connection
                 }
 
@@ -217,7 +358,34 @@ impl Iterator for ClientConnection {
                     let writer = self.sink.next().unwrap();
                     let response = Response::new_empty(StatusCode(417));
                     response.raw_print(writer, ver, &[], true, None).ok();
+                    self.close_gracefully();
                     return None; // TODO: should be recoverable, but needs handling in case of body
+                }
+
+                Err(ReadError::RequestLineTooLong) => {
+                    let writer = self.sink.next().unwrap();
+                    let response = Response::new_empty(StatusCode(414)).with_connection_close();
+                    response
+                        .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
+                        .ok();
+                    self.close_gracefully();
+                    return None;
+                }
+
+                Err(ReadError::HeadTooLarge) => {
+                    let writer = self.sink.next().unwrap();
+                    let response = Response::new_empty(StatusCode(431)).with_connection_close();
+                    response
+                        .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
+                        .ok();
+                    self.close_gracefully();
+                    return None;
+                }
+
+                Err(ReadError::UnreadBody) => {
+                    // the response of the previous request said `Connection: close`
+                    self.close_gracefully();
+                    return None;
                 }
 
                 Err(ReadError::ReadIoError(_)) => return None,
@@ -227,7 +395,9 @@ impl Iterator for ClientConnection {
 
             // checking HTTP version
             if *rq.http_version() > (1, 1) {
-                let writer = self.sink.next().unwrap();
+                // The request's own writer, since a later one waits for it to be dropped.
+                // Stock 0.12 took a new writer here and so blocked forever.
+                let writer = rq.into_writer();
                 let response = Response::from_string(
                     "This server only supports HTTP versions 1.0 and 1.1".to_owned(),
                 )

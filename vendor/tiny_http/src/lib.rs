@@ -98,9 +98,10 @@ use std::error::Error;
 use std::io::Error as IoError;
 use std::io::ErrorKind as IoErrorKind;
 use std::io::Result as IoResult;
+use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
-use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread;
@@ -140,17 +141,13 @@ pub struct Server {
 
     // result of TcpListener::local_addr()
     listening_addr: ListenAddr,
+
+    // number of client connections open now
+    connections: Arc<AtomicUsize>,
 }
 
 enum Message {
-    Error(IoError),
     NewRequest(Request),
-}
-
-impl From<IoError> for Message {
-    fn from(e: IoError) -> Message {
-        Message::Error(e)
-    }
 }
 
 impl From<Request> for Message {
@@ -161,6 +158,7 @@ impl From<Request> for Message {
 
 // this trait is to make sure that Server implements Share and Send
 #[doc(hidden)]
+#[allow(dead_code)] // only compiled, never called
 trait MustBeShareDummy: Sync + Send {}
 #[doc(hidden)]
 impl MustBeShareDummy for Server {}
@@ -177,6 +175,66 @@ pub struct ServerConfig {
 
     /// If `Some`, then the server will use SSL to encode the communications.
     pub ssl: Option<SslConfig>,
+
+    /// Timeouts and size limits applied to every client connection.
+    pub limits: Limits,
+}
+
+/// Timeouts and size limits that protect the server from slow or hostile clients.
+///
+/// `Limits::default()` holds values meant for a server exposed to the internet; `None`
+/// disables a timeout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Longest time one read from a client socket may block, including the reads of a request
+    /// body through `Request::as_reader`, which then fail with `ErrorKind::TimedOut`.
+    /// It bounds each read, not a whole body. Default: 30 s.
+    pub read_timeout: Option<Duration>,
+
+    /// Longest time one write to a client socket may block. It bounds each write, not a
+    /// whole response: a client that reads slowly but steadily is not cut off. Default: 30 s.
+    pub write_timeout: Option<Duration>,
+
+    /// Longest time a connection waits for the first byte of a request, both for the first
+    /// request and between requests of a kept-alive connection. Then the connection is closed
+    /// without a response. Default: 5 s.
+    pub idle_timeout: Option<Duration>,
+
+    /// Longest time from the first byte of a request to the end of its head (request line and
+    /// headers, plus a body of at most 1 KiB, which is read with the head). Then the client
+    /// gets `408 Request Timeout` and the connection is closed. Default: 10 s.
+    pub request_head_timeout: Option<Duration>,
+
+    /// Most client connections open at once; each one has its own thread. A connection
+    /// accepted over this number gets `503 Service Unavailable` and is closed (HTTPS
+    /// connections are closed without a response). Each connection uses three file
+    /// descriptors, so the process needs a file limit above three times this number.
+    /// Default: 1024.
+    pub max_connections: usize,
+
+    /// Largest line of a request head in bytes, CRLF included. A longer request line gets
+    /// `414 URI Too Long`, a longer header line `431 Request Header Fields Too Large`, and the
+    /// connection is closed. Default: 16 KiB.
+    pub max_header_line_size: usize,
+
+    /// Largest request head in bytes: the request line, the headers and the empty line that
+    /// ends them. A larger head gets `431 Request Header Fields Too Large` and the connection
+    /// is closed. Default: 64 KiB.
+    pub max_request_head_size: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            read_timeout: Some(Duration::from_secs(30)),
+            write_timeout: Some(Duration::from_secs(30)),
+            idle_timeout: Some(Duration::from_secs(5)),
+            request_head_timeout: Some(Duration::from_secs(10)),
+            max_connections: 1024,
+            max_header_line_size: 16 * 1024,
+            max_request_head_size: 64 * 1024,
+        }
+    }
 }
 
 /// Configuration of the server for SSL.
@@ -198,6 +256,7 @@ impl Server {
         Server::new(ServerConfig {
             addr: ConfigListenAddr::from_socket_addrs(addr)?,
             ssl: None,
+            limits: Limits::default(),
         })
     }
 
@@ -214,6 +273,7 @@ impl Server {
         Server::new(ServerConfig {
             addr: ConfigListenAddr::from_socket_addrs(addr)?,
             ssl: Some(config),
+            limits: Limits::default(),
         })
     }
 
@@ -226,22 +286,32 @@ impl Server {
         Server::new(ServerConfig {
             addr: ConfigListenAddr::unix_from_path(path),
             ssl: None,
+            limits: Limits::default(),
         })
     }
 
     /// Builds a new server that listens on the specified address.
     pub fn new(config: ServerConfig) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
         let listener = config.addr.bind()?;
-        Self::from_listener(listener, config.ssl)
+        Self::from_listener_with_limits(listener, config.ssl, config.limits)
     }
 
-    /// Builds a new server using the specified TCP listener.
+    /// Builds a new server using the specified TCP listener, with the default `Limits`.
     ///
     /// This is useful if you've constructed TcpListener using some less usual method
     /// such as from systemd. For other cases, you probably want the `new()` function.
     pub fn from_listener<L: Into<Listener>>(
         listener: L,
         ssl_config: Option<SslConfig>,
+    ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
+        Self::from_listener_with_limits(listener, ssl_config, Limits::default())
+    }
+
+    /// Builds a new server using the specified TCP listener and limits.
+    pub fn from_listener_with_limits<L: Into<Listener>>(
+        listener: L,
+        ssl_config: Option<SslConfig>,
+        limits: Limits,
     ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
         let listener = listener.into();
         // building the "close" variable
@@ -283,17 +353,57 @@ impl Server {
         // and ClientConnection objects are pushed in the messages queue
         let messages = MessagesQueue::with_capacity(8);
 
+        let connections = Arc::new(AtomicUsize::new(0));
+
         let inside_close_trigger = close_trigger.clone();
         let inside_messages = messages.clone();
+        let inside_connections = connections.clone();
         thread::spawn(move || {
             // a tasks pool is used to dispatch the connections into threads
             let tasks_pool = util::TaskPool::new();
 
+            // clients rejected since the connection limit was last reached
+            let mut rejected: u64 = 0;
+
             log::debug!("Running accept thread");
             while !inside_close_trigger.load(Relaxed) {
                 let new_client = match server.accept() {
+                    Ok((sock, _)) if inside_connections.load(Relaxed) >= limits.max_connections => {
+                        if rejected == 0 {
+                            log::warn!(
+                                "Connection limit of {} reached, rejecting new clients",
+                                limits.max_connections
+                            );
+                        }
+                        rejected += 1;
+                        if ssl.is_none() {
+                            reject_connection(sock);
+                        }
+                        continue;
+                    }
                     Ok((sock, _)) => {
                         use util::RefinedTcpStream;
+
+                        if rejected > 0 {
+                            log::warn!("Rejected {} clients at the connection limit", rejected);
+                            rejected = 0;
+                        }
+
+                        // set before the TLS handshake, which reads from the socket
+                        let timeouts = sock.try_clone().and_then(|socket| {
+                            util::SocketTimeouts::new(
+                                socket,
+                                limits.read_timeout,
+                                limits.write_timeout,
+                            )
+                        });
+                        let timeouts = match timeouts {
+                            Ok(timeouts) => Arc::new(timeouts),
+                            Err(e) => {
+                                log::error!("Error setting the timeouts of a new client: {}", e);
+                                continue;
+                            }
+                        };
                         let (read_closable, write_closable) = match ssl {
                             None => RefinedTcpStream::new(sock),
                             #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
@@ -311,7 +421,12 @@ impl Server {
                             Some(ref _ssl) => unreachable!(),
                         };
 
-                        Ok(ClientConnection::new(write_closable, read_closable))
+                        Ok(ClientConnection::new(
+                            write_closable,
+                            read_closable,
+                            timeouts,
+                            limits,
+                        ))
                     }
                     Err(e) => Err(e),
                 };
@@ -319,9 +434,10 @@ impl Server {
                 match new_client {
                     Ok(client) => {
                         let messages = inside_messages.clone();
-                        let mut client = Some(client);
+                        let count = ConnectionCount::new(&inside_connections);
+                        let mut client = Some((client, count));
                         tasks_pool.spawn(Box::new(move || {
-                            if let Some(client) = client.take() {
+                            if let Some((client, _count)) = client.take() {
                                 // Synchronization is needed for HTTPS requests to avoid a deadlock
                                 if client.secure() {
                                     let (sender, receiver) = mpsc::channel();
@@ -338,10 +454,11 @@ impl Server {
                         }));
                     }
 
+                    // Errors such as running out of file descriptors pass once connections
+                    // close, so the server keeps accepting.
                     Err(e) => {
                         log::error!("Error accepting new client: {}", e);
-                        inside_messages.push(e.into());
-                        break;
+                        thread::sleep(Duration::from_millis(100));
                     }
                 }
             }
@@ -353,6 +470,7 @@ impl Server {
             messages,
             close: close_trigger,
             listening_addr: local_addr,
+            connections,
         })
     }
 
@@ -372,14 +490,15 @@ impl Server {
 
     /// Returns the number of clients currently connected to the server.
     pub fn num_connections(&self) -> usize {
-        unimplemented!()
-        //self.requests_receiver.lock().len()
+        self.connections.load(Relaxed)
     }
 
     /// Blocks until an HTTP request has been submitted and returns it.
+    ///
+    /// Fails only when `unblock()` was called; errors of the listening socket are logged and
+    /// the server keeps accepting.
     pub fn recv(&self) -> IoResult<Request> {
         match self.messages.pop() {
-            Some(Message::Error(err)) => Err(err),
             Some(Message::NewRequest(rq)) => Ok(rq),
             None => Err(IoError::new(IoErrorKind::Other, "thread unblocked")),
         }
@@ -388,7 +507,6 @@ impl Server {
     /// Same as `recv()` but doesn't block longer than timeout
     pub fn recv_timeout(&self, timeout: Duration) -> IoResult<Option<Request>> {
         match self.messages.pop_timeout(timeout) {
-            Some(Message::Error(err)) => Err(err),
             Some(Message::NewRequest(rq)) => Ok(Some(rq)),
             None => Ok(None),
         }
@@ -397,7 +515,6 @@ impl Server {
     /// Same as `recv()` but doesn't block.
     pub fn try_recv(&self) -> IoResult<Option<Request>> {
         match self.messages.try_pop() {
-            Some(Message::Error(err)) => Err(err),
             Some(Message::NewRequest(rq)) => Ok(Some(rq)),
             None => Ok(None),
         }
@@ -408,6 +525,45 @@ impl Server {
     /// This method allows graceful shutdown of server.
     pub fn unblock(&self) {
         self.messages.unblock();
+    }
+}
+
+/// Counts one open client connection for as long as it lives.
+struct ConnectionCount(Arc<AtomicUsize>);
+
+impl ConnectionCount {
+    fn new(connections: &Arc<AtomicUsize>) -> ConnectionCount {
+        connections.fetch_add(1, Relaxed);
+        ConnectionCount(connections.clone())
+    }
+}
+
+impl Drop for ConnectionCount {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Relaxed);
+    }
+}
+
+/// Answers a connection over `Limits::max_connections` with 503 and closes it, without
+/// blocking the accept thread.
+fn reject_connection(mut sock: Connection) {
+    const RESPONSE: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
+        Connection: close\r\nContent-Length: 0\r\nRetry-After: 1\r\n\r\n";
+
+    // a new socket has an empty send buffer, so the write completes unless the client is gone
+    if sock.set_nonblocking(true).is_err() || sock.write_all(RESPONSE).is_err() {
+        return;
+    }
+    sock.shutdown(Shutdown::Write).ok();
+
+    // Closing with unread data makes the kernel reset the connection, which can destroy the
+    // response before the client reads it, so drop what the client has sent so far.
+    let mut buf = [0u8; 4096];
+    for _ in 0..16 {
+        match sock.read(&mut buf) {
+            Ok(len) if len > 0 => continue,
+            _ => break,
+        }
     }
 }
 

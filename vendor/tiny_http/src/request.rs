@@ -6,10 +6,10 @@ use std::net::SocketAddr;
 use std::str::FromStr;
 
 use std::sync::mpsc::Sender;
+use std::sync::{Arc, Mutex};
 
-use crate::util::{EqualReader, FusedReader};
+use crate::util::{ChunkedReader, EqualReader, FusedReader};
 use crate::{HTTPVersion, Header, Method, Response, StatusCode};
-use chunked_transfer::Decoder;
 
 /// Represents an HTTP request made by a client.
 ///
@@ -49,7 +49,7 @@ use chunked_transfer::Decoder;
 /// If you want to build fake requests to test your server, use [`TestRequest`](crate::test::TestRequest).
 pub struct Request {
     // where to read the body from
-    data_reader: Option<Box<dyn Read + Send + 'static>>,
+    data_reader: Option<Box<dyn BodyReader>>,
 
     // if this writer is empty, then the request has been answered
     response_writer: Option<Box<dyn Write + Send + 'static>>,
@@ -74,6 +74,72 @@ pub struct Request {
 
     // If Some, a message must be sent after responding
     notify_when_responded: Option<Sender<()>>,
+
+    // If Some, where the connection thread learns what to do with the part of the body that
+    // this request leaves unread; None for a `TestRequest`, which has no connection
+    unread_body: Option<Arc<Mutex<UnreadBody>>>,
+}
+
+/// Largest unread rest of a request body that the connection reads and discards to stay open
+/// for the next request. A larger rest, or one of unknown length, closes the connection instead.
+pub(crate) const MAX_SKIPPED_BODY: usize = 64 * 1024;
+
+/// What the connection must do with the body bytes that the last request left on the socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum UnreadBody {
+    /// Read and discard this many bytes before reading the next request.
+    Skip(usize),
+    /// Close the connection without reading the rest.
+    Close,
+}
+
+/// Reader of a request body that knows how much of the body is still on the socket.
+trait BodyReader: Read + Send {
+    /// Returns the number of body bytes not yet read from the socket, or `None` when the
+    /// length is unknown (a chunked body or a raw stream that has not reached its end).
+    fn unread_len(&self) -> Option<usize>;
+}
+
+impl BodyReader for io::Empty {
+    fn unread_len(&self) -> Option<usize> {
+        Some(0)
+    }
+}
+
+impl BodyReader for Cursor<Vec<u8>> {
+    fn unread_len(&self) -> Option<usize> {
+        Some(0)
+    }
+}
+
+impl<R: Read + Send> BodyReader for FusedReader<EqualReader<R>> {
+    fn unread_len(&self) -> Option<usize> {
+        Some(self.get_ref().map_or(0, EqualReader::remaining))
+    }
+}
+
+impl<R: Read + Send> BodyReader for FusedReader<ChunkedReader<R>> {
+    fn unread_len(&self) -> Option<usize> {
+        match self.get_ref() {
+            Some(_) => None,
+            None => Some(0),
+        }
+    }
+}
+
+/// The whole rest of the stream, handed to the user of a `Connection: upgrade` request.
+struct UpgradeStream<R>(R);
+
+impl<R: Read> Read for UpgradeStream<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.read(buf)
+    }
+}
+
+impl<R: Read + Send> BodyReader for UpgradeStream<R> {
+    fn unread_len(&self) -> Option<usize> {
+        None
+    }
 }
 
 struct NotifyOnDrop<R> {
@@ -108,6 +174,58 @@ pub enum RequestCreationError {
 
     /// Error while reading data from the socket during the creation of the `Request`.
     CreationIoError(IoError),
+
+    /// The `Content-Length` and `Transfer-Encoding` headers do not give one unambiguous body
+    /// length, so the end of this request and the start of the next one are unknown.
+    InvalidFraming,
+}
+
+/// Returns the body length given by `Content-Length`, and whether the body is chunked.
+///
+/// Rejects every framing that another HTTP implementation in front of this server could read
+/// differently (RFC 9112, section 6): both headers together, differing or non-numeric
+/// `Content-Length` values, a transfer coding other than a single `chunked`, and
+/// `Transfer-Encoding` in an HTTP/1.0 request.
+fn parse_body_framing(
+    headers: &[Header],
+    version: &HTTPVersion,
+) -> Result<(Option<usize>, bool), RequestCreationError> {
+    let mut content_lengths = headers.iter().filter(|h| h.field.equiv("Content-Length"));
+    let mut transfer_encodings = headers
+        .iter()
+        .filter(|h| h.field.equiv("Transfer-Encoding"));
+
+    let content_length = match content_lengths.next() {
+        None => None,
+        Some(first) => {
+            if content_lengths.any(|h| h.value != first.value) {
+                return Err(RequestCreationError::InvalidFraming);
+            }
+            Some(parse_content_length(first.value.as_str())?)
+        }
+    };
+
+    let chunked = match (transfer_encodings.next(), transfer_encodings.next()) {
+        (None, _) => false,
+        (Some(encoding), None)
+            if encoding.value.as_str().eq_ignore_ascii_case("chunked")
+                && content_length.is_none()
+                && *version >= (1, 1) =>
+        {
+            true
+        }
+        _ => return Err(RequestCreationError::InvalidFraming),
+    };
+
+    Ok((content_length, chunked))
+}
+
+/// Parses a `Content-Length` value: decimal digits only, without sign or spaces.
+fn parse_content_length(value: &str) -> Result<usize, RequestCreationError> {
+    if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(RequestCreationError::InvalidFraming);
+    }
+    usize::from_str(value).map_err(|_| RequestCreationError::InvalidFraming)
 }
 
 impl From<IoError> for RequestCreationError {
@@ -140,23 +258,7 @@ where
     R: Read + Send + 'static,
     W: Write + Send + 'static,
 {
-    // finding the transfer-encoding header
-    let transfer_encoding = headers
-        .iter()
-        .find(|h: &&Header| h.field.equiv("Transfer-Encoding"))
-        .map(|h| h.value.clone());
-
-    // finding the content-length header
-    let content_length = if transfer_encoding.is_some() {
-        // if transfer-encoding is specified, the Content-Length
-        // header must be ignored (RFC2616 #4.4)
-        None
-    } else {
-        headers
-            .iter()
-            .find(|h: &&Header| h.field.equiv("Content-Length"))
-            .and_then(|h| FromStr::from_str(h.value.as_str()).ok())
-    };
+    let (content_length, chunked) = parse_body_framing(&headers, &version)?;
 
     // true if the client sent a `Expect: 100-continue` header
     let expects_continue = {
@@ -187,10 +289,10 @@ where
     // content-length headers
     let reader = if connection_upgrade {
         // if we have a `Connection: upgrade`, always keeping the whole reader
-        Box::new(source_data) as Box<dyn Read + Send + 'static>
+        Box::new(UpgradeStream(source_data)) as Box<dyn BodyReader>
     } else if let Some(content_length) = content_length {
         if content_length == 0 {
-            Box::new(io::empty()) as Box<dyn Read + Send + 'static>
+            Box::new(io::empty()) as Box<dyn BodyReader>
         } else if content_length <= 1024 && !expects_continue {
             // if the content-length is small enough, we just read everything into a buffer
 
@@ -210,20 +312,20 @@ where
                 offset += read;
             }
 
-            Box::new(Cursor::new(buffer)) as Box<dyn Read + Send + 'static>
+            Box::new(Cursor::new(buffer)) as Box<dyn BodyReader>
         } else {
-            let (data_reader, _) = EqualReader::new(source_data, content_length); // TODO:
-            Box::new(FusedReader::new(data_reader)) as Box<dyn Read + Send + 'static>
+            let data_reader = EqualReader::new(source_data, content_length);
+            Box::new(FusedReader::new(data_reader)) as Box<dyn BodyReader>
         }
-    } else if transfer_encoding.is_some() {
+    } else if chunked {
         // if a transfer-encoding was specified, then "chunked" is ALWAYS applied
         // over the message (RFC2616 #3.6)
-        Box::new(FusedReader::new(Decoder::new(source_data))) as Box<dyn Read + Send + 'static>
+        Box::new(FusedReader::new(ChunkedReader::new(source_data))) as Box<dyn BodyReader>
     } else {
         // if we have neither a Content-Length nor a Transfer-Encoding,
         // assuming that we have no data
         // TODO: could also be multipart/byteranges
-        Box::new(io::empty()) as Box<dyn Read + Send + 'static>
+        Box::new(io::empty()) as Box<dyn BodyReader>
     };
 
     Ok(Request {
@@ -238,6 +340,7 @@ where
         body_length: content_length,
         must_send_continue: expects_continue,
         notify_when_responded: None,
+        unread_body: None,
     })
 }
 
@@ -424,7 +527,35 @@ impl Request {
 
         let mut reader = None;
         mem::swap(&mut self.data_reader, &mut reader);
-        reader.unwrap()
+        Box::new(reader.unwrap())
+    }
+
+    /// Drops the body reader, which hands the stream back to the connection, and tells the
+    /// connection what to do with the part of the body left unread.
+    ///
+    /// Returns true when the connection will be closed after the response, so that the
+    /// response can say `Connection: close`.
+    fn finish_body(&mut self) -> bool {
+        let (reader, unread_body) = match (self.data_reader.take(), &self.unread_body) {
+            (Some(reader), Some(unread_body)) => (reader, unread_body),
+            _ => return false,
+        };
+
+        // A client that waits for `100 Continue` may or may not send its body now.
+        let action = match reader.unread_len() {
+            Some(0) => return false,
+            Some(len) if len <= MAX_SKIPPED_BODY && !self.must_send_continue => {
+                UnreadBody::Skip(len)
+            }
+            _ => UnreadBody::Close,
+        };
+
+        // Set before the reader is dropped: the connection thread reads it once it gets the
+        // stream back.
+        *unread_body.lock().unwrap() = action;
+        drop(reader);
+
+        action == UnreadBody::Close
     }
 
     /// Sends a response to this request.
@@ -440,10 +571,14 @@ impl Request {
         res
     }
 
-    fn respond_impl<R>(&mut self, response: Response<R>) -> Result<(), IoError>
+    fn respond_impl<R>(&mut self, mut response: Response<R>) -> Result<(), IoError>
     where
         R: Read,
     {
+        if self.finish_body() {
+            response = response.with_connection_close();
+        }
+
         let mut writer = self.extract_writer_impl();
 
         let do_not_send_body = self.method == Method::Head;
@@ -473,6 +608,11 @@ impl Request {
         self.notify_when_responded = Some(sender);
         self
     }
+
+    pub(crate) fn with_unread_body(mut self, unread_body: Arc<Mutex<UnreadBody>>) -> Self {
+        self.unread_body = Some(unread_body);
+        self
+    }
 }
 
 impl fmt::Debug for Request {
@@ -494,6 +634,9 @@ impl Drop for Request {
                 sender.send(()).unwrap();
             }
         }
+
+        // `into_writer` leaves the body here; it must be finished before the fields are dropped.
+        self.finish_body();
     }
 }
 

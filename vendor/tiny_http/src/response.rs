@@ -298,6 +298,14 @@ where
         self
     }
 
+    /// Adds `Connection: close`, which `add_header` ignores, because the server closes the
+    /// connection after this response.
+    pub(crate) fn with_connection_close(mut self) -> Response<R> {
+        self.headers
+            .push(Header::from_bytes(&b"Connection"[..], &b"close"[..]).unwrap());
+        self
+    }
+
     /// Returns the same request, but with a different status code.
     #[inline]
     pub fn with_status_code<S>(mut self, code: S) -> Response<R>

@@ -13,6 +13,11 @@ impl<R: Read> FusedReader<R> {
         Self { inner: Some(inner) }
     }
 
+    /// Returns the wrapped reader, or `None` once it has reached EOF.
+    pub fn get_ref(&self) -> Option<&R> {
+        self.inner.as_ref()
+    }
+
     #[allow(dead_code)]
     pub fn into_inner(self) -> Option<R> {
         self.inner

@@ -1,10 +1,12 @@
 use std::io::Result as IoResult;
-use std::io::{Read, Write};
+use std::io::{Error as IoError, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr};
+use std::sync::Arc;
 
 use crate::connection::Connection;
 #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
 use crate::ssl::SslStream;
+use crate::util::SocketTimeouts;
 
 pub(crate) enum Stream {
     Http(Connection),
@@ -86,6 +88,8 @@ pub struct RefinedTcpStream {
     stream: Stream,
     close_read: bool,
     close_write: bool,
+    // if Some, applied before each read
+    timeouts: Option<Arc<SocketTimeouts>>,
 }
 
 impl RefinedTcpStream {
@@ -101,12 +105,14 @@ impl RefinedTcpStream {
             stream: read,
             close_read: true,
             close_write: false,
+            timeouts: None,
         };
 
         let write = RefinedTcpStream {
             stream: write,
             close_read: false,
             close_write: true,
+            timeouts: None,
         };
 
         (read, write)
@@ -120,6 +126,21 @@ impl RefinedTcpStream {
 
     pub(crate) fn peer_addr(&mut self) -> IoResult<Option<SocketAddr>> {
         self.stream.peer_addr()
+    }
+
+    pub(crate) fn set_timeouts(&mut self, timeouts: Arc<SocketTimeouts>) {
+        self.timeouts = Some(timeouts);
+    }
+}
+
+/// Turns the `WouldBlock` error of an expired socket timeout into `TimedOut`.
+///
+/// The socket is in blocking mode, so `WouldBlock` can only mean that the timeout expired.
+fn timeout_as_timed_out(err: IoError) -> IoError {
+    if err.kind() == ErrorKind::WouldBlock {
+        IoError::new(ErrorKind::TimedOut, "Socket timeout expired")
+    } else {
+        err
     }
 }
 
@@ -137,13 +158,16 @@ impl Drop for RefinedTcpStream {
 
 impl Read for RefinedTcpStream {
     fn read(&mut self, buf: &mut [u8]) -> IoResult<usize> {
-        self.stream.read(buf)
+        if let Some(timeouts) = &self.timeouts {
+            timeouts.before_read()?;
+        }
+        self.stream.read(buf).map_err(timeout_as_timed_out)
     }
 }
 
 impl Write for RefinedTcpStream {
     fn write(&mut self, buf: &[u8]) -> IoResult<usize> {
-        self.stream.write(buf)
+        self.stream.write(buf).map_err(timeout_as_timed_out)
     }
 
     fn flush(&mut self) -> IoResult<()> {

@@ -64,6 +64,20 @@ impl<R: Read + Send> SequentialReaderBuilder<R> {
     }
 }
 
+impl<R: Read + Send> SequentialReader<R> {
+    /// Blocks until every earlier reader of the sequence has been dropped.
+    pub fn wait_for_turn(&mut self) {
+        let inner = mem::replace(&mut self.inner, SequentialReaderInner::Empty);
+
+        self.inner = match inner {
+            SequentialReaderInner::Waiting(recv) => {
+                SequentialReaderInner::MyTurn(recv.recv().unwrap())
+            }
+            other => other,
+        };
+    }
+}
+
 impl<W: Write + Send> SequentialWriterBuilder<W> {
     pub fn new(writer: W) -> SequentialWriterBuilder<W> {
         SequentialWriterBuilder {
