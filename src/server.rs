@@ -17,13 +17,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use threadpool::ThreadPool;
-use tiny_http::{Request, Response, Server};
+use tiny_http::{ConfigListenAddr, Limits, Request, Response, Server, ServerConfig};
 
 use crate::error::ApiError;
 use crate::http::{self, Head, Reply};
 use crate::logging::{self, RequestRecord};
 use crate::process::{self, Outcome, Ticket};
 use crate::service::{self, Route, Service, Slot};
+
+/// Longest time for a request line and headers; a real client sends them at once.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How often the accept loop wakes up to check for a shutdown signal.
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
@@ -37,10 +40,27 @@ pub enum Shutdown {
     TimedOut { abandoned: usize },
 }
 
-/// Binds the listener; call [`run`] to serve.
+/// Binds the listener with the connection limits from the settings; call [`run`] to serve.
 pub fn bind(service: &Service) -> io::Result<Server> {
-    let server = Server::http(service.config.address).map_err(io::Error::other)?;
-    Ok(server)
+    let config = &service.config;
+    let read_timeout = Some(config.read_timeout);
+    let limits = Limits {
+        read_timeout,
+        write_timeout: read_timeout,
+        // A kept-alive connection may wait as long as a client may stay
+        // silent mid-request, so a load balancer that reuses connections
+        // for up to that long does not meet a closed one.
+        idle_timeout: read_timeout,
+        request_head_timeout: Some(config.read_timeout.min(HEAD_TIMEOUT)),
+        max_connections: config.max_connections,
+        ..Limits::default()
+    };
+    let server_config = ServerConfig {
+        addr: ConfigListenAddr::IP(vec![config.address]),
+        ssl: None,
+        limits,
+    };
+    Server::new(server_config).map_err(io::Error::other)
 }
 
 /// Serves requests until `stop` is set and draining ends.

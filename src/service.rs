@@ -216,7 +216,11 @@ impl Service {
                 "Access-Control-Expose-Headers",
                 "X-Request-Id, Server-Timing".to_string(),
             );
-            reply.set_header("Vary", "Origin".to_string());
+            let vary = match reply.headers.iter().find(|(n, _)| *n == "Vary") {
+                Some((_, existing)) => format!("{existing}, Origin"),
+                None => "Origin".to_string(),
+            };
+            reply.set_header("Vary", vary);
         }
     }
 

@@ -87,16 +87,30 @@ impl TestServer {
     }
 
     /// Sends raw bytes and reads one response.
+    ///
+    /// The request is written from a second thread while this one reads,
+    /// because the service may answer early (413, 401) and close the
+    /// connection before the client has sent its whole body.
     pub fn raw(&self, request: &[u8]) -> Response {
         let mut stream = self.connect();
-        stream.write_all(request).unwrap();
-        read_response(&mut stream)
+        let mut writer = stream.try_clone().unwrap();
+        let request = request.to_vec();
+        let sender = std::thread::spawn(move || {
+            let _ = writer.write_all(&request);
+        });
+        let response = read_response(&mut stream);
+        drop(stream);
+        sender.join().unwrap();
+        response
     }
 
     pub fn connect(&self) -> TcpStream {
         let stream = TcpStream::connect(self.address).unwrap();
         stream
             .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        stream
+            .set_write_timeout(Some(Duration::from_secs(30)))
             .unwrap();
         stream
     }
