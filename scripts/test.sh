@@ -25,6 +25,7 @@ stage() {
 }
 
 stage "format" cargo fmt --all -- --check
+stage "demo page CSP hashes" scripts/csp-hashes.sh --check
 stage "clippy" cargo clippy --locked --all-targets -- -D warnings
 stage "unit and integration tests" cargo test --locked
 stage "vendored tiny_http tests" cargo test --locked --manifest-path vendor/tiny_http/Cargo.toml
