@@ -145,3 +145,22 @@ fn panic_becomes_json_500_and_worker_survives() {
     let reply = server.process("w=20", &photo);
     assert_eq!(reply.status, 200, "{}", reply.describe());
 }
+
+#[test]
+fn transport_errors_carry_json_bodies() {
+    let server = TestServer::start(&[]);
+    let huge_header = format!(
+        "GET /health HTTP/1.1\r\nHost: t\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(100 * 1024)
+    );
+    let reply = server.raw(huge_header.as_bytes());
+    assert_eq!(reply.status, 431);
+    assert_eq!(reply.header("content-type"), Some("application/json"));
+    assert_eq!(reply.json()["error"]["code"], "header_too_large");
+
+    let smuggled = "POST /process HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
+    let reply = server.raw(smuggled.as_bytes());
+    assert_eq!(reply.status, 400);
+    assert_eq!(reply.json()["error"]["code"], "bad_request");
+    assert_eq!(server.get("/health").status, 200);
+}

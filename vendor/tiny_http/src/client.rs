@@ -307,8 +307,6 @@ impl Iterator for ClientConnection {
     /// Blocks until the next Request is available.
     /// Returns None when no new Requests will come from the client.
     fn next(&mut self) -> Option<Request> {
-        use crate::{Response, StatusCode};
-
         // the client sent a "connection: close" header in this previous request
         //  or is using HTTP 1.0, meaning that no new request will come
         if self.no_more_requests {
@@ -322,7 +320,7 @@ impl Iterator for ClientConnection {
                 | Err(ReadError::InvalidLine)
                 | Err(ReadError::InvalidFraming) => {
                     let writer = self.sink.next().unwrap();
-                    let response = Response::new_empty(StatusCode(400)).with_connection_close();
+                    let response = error_response(400, "bad_request", MALFORMED_REQUEST);
                     response
                         .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
                         .ok();
@@ -333,7 +331,7 @@ impl Iterator for ClientConnection {
 
                 Err(ReadError::WrongHeader(ver)) => {
                     let writer = self.sink.next().unwrap();
-                    let response = Response::new_empty(StatusCode(400)).with_connection_close();
+                    let response = error_response(400, "bad_request", MALFORMED_REQUEST);
                     response.raw_print(writer, ver, &[], false, None).ok();
                     self.close_gracefully();
                     return None; // we don't know where the next request would start,
@@ -346,7 +344,11 @@ impl Iterator for ClientConnection {
                 {
                     // request timeout
                     let writer = self.sink.next().unwrap();
-                    let response = Response::new_empty(StatusCode(408)).with_connection_close();
+                    let response = error_response(
+                        408,
+                        "request_timeout",
+                        "the request head was not received in time; send it without pauses",
+                    );
                     response
                         .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
                         .ok();
@@ -356,7 +358,11 @@ impl Iterator for ClientConnection {
 
                 Err(ReadError::ExpectationFailed(ver)) => {
                     let writer = self.sink.next().unwrap();
-                    let response = Response::new_empty(StatusCode(417));
+                    let response = error_response(
+                        417,
+                        "expectation_failed",
+                        "the Expect header is not supported; only 100-continue is",
+                    );
                     response.raw_print(writer, ver, &[], true, None).ok();
                     self.close_gracefully();
                     return None; // TODO: should be recoverable, but needs handling in case of body
@@ -364,7 +370,11 @@ impl Iterator for ClientConnection {
 
                 Err(ReadError::RequestLineTooLong) => {
                     let writer = self.sink.next().unwrap();
-                    let response = Response::new_empty(StatusCode(414)).with_connection_close();
+                    let response = error_response(
+                        414,
+                        "uri_too_long",
+                        "the request line is too long; send a shorter URL",
+                    );
                     response
                         .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
                         .ok();
@@ -374,7 +384,11 @@ impl Iterator for ClientConnection {
 
                 Err(ReadError::HeadTooLarge) => {
                     let writer = self.sink.next().unwrap();
-                    let response = Response::new_empty(StatusCode(431)).with_connection_close();
+                    let response = error_response(
+                        431,
+                        "header_too_large",
+                        "a header line or the request head is too large; send smaller headers",
+                    );
                     response
                         .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
                         .ok();
@@ -398,10 +412,11 @@ impl Iterator for ClientConnection {
                 // The request's own writer, since a later one waits for it to be dropped.
                 // Stock 0.12 took a new writer here and so blocked forever.
                 let writer = rq.into_writer();
-                let response = Response::from_string(
-                    "This server only supports HTTP versions 1.0 and 1.1".to_owned(),
-                )
-                .with_status_code(StatusCode(505));
+                let response = error_response(
+                    505,
+                    "http_version_not_supported",
+                    "this server supports HTTP/1.0 and HTTP/1.1 only",
+                );
                 response
                     .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
                     .ok();
@@ -476,4 +491,24 @@ mod test {
         assert!(super::parse_request_line("GET /hello").is_err());
         assert!(super::parse_request_line("qsd qsd qsd").is_err());
     }
+}
+
+const MALFORMED_REQUEST: &str =
+    "the request is malformed: its request line, a header or its body framing is invalid";
+
+/// Builds an error response with a JSON body in the form ImgFlux uses for its own errors,
+/// `{"error": {"status", "code", "message"}}`, and `Connection: close`.
+fn error_response(
+    status: u16,
+    code: &str,
+    message: &str,
+) -> crate::Response<std::io::Cursor<Vec<u8>>> {
+    let body =
+        format!(r#"{{"error":{{"code":"{code}","message":"{message}","status":{status}}}}}"#);
+    let content_type = crate::Header::from_bytes(&b"Content-Type"[..], &b"application/json"[..])
+        .expect("a static header is valid");
+    crate::Response::from_string(body)
+        .with_status_code(crate::StatusCode(status))
+        .with_header(content_type)
+        .with_connection_close()
 }

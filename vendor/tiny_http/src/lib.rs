@@ -547,11 +547,15 @@ impl Drop for ConnectionCount {
 /// Answers a connection over `Limits::max_connections` with 503 and closes it, without
 /// blocking the accept thread.
 fn reject_connection(mut sock: Connection) {
-    const RESPONSE: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
-        Connection: close\r\nContent-Length: 0\r\nRetry-After: 1\r\n\r\n";
+    const BODY: &str = r#"{"error":{"code":"too_many_connections","message":"the server has too many open connections; retry after 1 second","status":503}}"#;
+    let response = format!(
+        "HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nRetry-After: 1\r\n\r\n{BODY}",
+        BODY.len()
+    );
 
     // a new socket has an empty send buffer, so the write completes unless the client is gone
-    if sock.set_nonblocking(true).is_err() || sock.write_all(RESPONSE).is_err() {
+    if sock.set_nonblocking(true).is_err() || sock.write_all(response.as_bytes()).is_err() {
         return;
     }
     sock.shutdown(Shutdown::Write).ok();
