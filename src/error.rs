@@ -14,10 +14,7 @@ use std::fmt;
 #[non_exhaustive]
 pub enum ApiError {
     /// A query parameter is malformed, unknown or out of range.
-    InvalidParameter {
-        name: String,
-        message: String,
-    },
+    InvalidParameter { name: String, message: String },
     /// The multipart body cannot be parsed.
     MalformedMultipart(String),
     /// The multipart body has no usable `image` part.
@@ -201,12 +198,16 @@ mod tests {
             ApiError::MethodNotAllowed { allow: "POST" },
             ApiError::BodyTooLarge { limit: 10 },
             ApiError::UnsupportedMediaType("not multipart".into()),
-            ApiError::UnsupportedImageFormat { detected: Some("AVIF") },
+            ApiError::UnsupportedImageFormat {
+                detected: Some("AVIF"),
+            },
             ApiError::UndecodableImage("truncated".into()),
             ApiError::ImageTooLarge("too many pixels".into()),
             ApiError::OutputTooLarge("too wide".into()),
             ApiError::RequestTimeout,
-            ApiError::Overloaded { retry_after_secs: 1 },
+            ApiError::Overloaded {
+                retry_after_secs: 1,
+            },
             ApiError::ShuttingDown,
             ApiError::Internal("panic".into()),
         ]
