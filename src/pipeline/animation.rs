@@ -70,8 +70,10 @@ pub fn probe_gif<'a>(
     let screen = (u32::from(decoder.width()), u32::from(decoder.height()));
     check_input_size(screen, 1, limits)?;
 
+    // `next_frame_info` stops at each frame header and skips the data of
+    // the previous frame, so a frame's size is checked before its data is read.
     let mut frames = 0;
-    while let Some(frame) = decoder.read_next_frame().map_err(map_gif_error)? {
+    while let Some(frame) = decoder.next_frame_info().map_err(map_gif_error)? {
         let frame_size = (u32::from(frame.width), u32::from(frame.height));
         check_input_size(frame_size, 1, limits)?;
         frames += 1;
