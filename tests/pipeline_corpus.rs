@@ -298,8 +298,8 @@ fn assert_colour_near(path: &str, actual: [u8; 3], expected: [u8; 3], tolerance:
 #[test]
 fn cmyk_converts_through_profile() {
     // A flat CMYK colour (C 60 %, M 0 %, Y 18 %, K 0 %) with an embedded
-    // SWOP profile. LittleCMS 2 (through Pillow's ImageCms, perceptual
-    // intent) renders it as sRGB (149, 213, 213); the naive formula would
+    // SWOP profile. LittleCMS 2, through Pillow's ImageCms at the perceptual
+    // intent, renders it as sRGB (149, 213, 213). The naive formula would
     // give (153, 254, 210), and a negated decode a dark red.
     let path = "jpeg/cmyk_inverted_swop_icc.jpg";
     let output = run(&read_corpus_file(path), &ProcessOptions::default()).unwrap();

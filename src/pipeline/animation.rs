@@ -1,8 +1,9 @@
 //! GIF and WebP input, still or animated.
 //!
 //! An animation is kept when the output format is GIF or WebP (see
-//! `format::keeps_animation`); then every frame is decoded, composited onto
-//! the full canvas, and later resized. Delays and the loop count are kept.
+//! `format::keeps_animation`). Every frame is then decoded, composited onto
+//! the full canvas, and later resized, and the delays and the loop count
+//! are kept.
 //! Any other output gets the first frame. A kept animation with more than
 //! `max_frames` frames is rejected (422) rather than cut short, since a
 //! silently shortened animation looks like a bug to its viewer.

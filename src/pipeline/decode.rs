@@ -6,15 +6,19 @@
 //! under `image::Limits` as well, whose `max_alloc` is a second line of
 //! defence for decoders that allocate more than the declared image.
 //!
-//! Truncated input is rejected with 422 for every format. zune-jpeg runs in
-//! strict mode for this, and the other decoders already fail on a missing
-//! end. A 200 with half the image grey would be cached as if it were right.
+//! Truncated input is rejected with 422 for every format. JPEG needs an
+//! end-of-image marker after its scans (see `jpeg`), and the other
+//! decoders report a missing end as an error (the corpus tests truncated
+//! PNG and GIF files). A 200 with half the image grey would be cached as if
+//! it were right.
 //!
 //! Decoder errors are mapped by the category `image::ImageError` gives them,
 //! never by their text: `Decoding` is 422, `Unsupported` 415, `Limits` 422
 //! (too large), and `Parameter` and `Encoding` are 500 because only our
-//! own calls produce them. An `IoError` reading the in-memory input can only
-//! mean the input ended early, so it is a 422 as well.
+//! own calls produce them. The exceptions describe the input: a `Parameter`
+//! error of kind `NoMoreData` means a file without image data, and an
+//! `UnexpectedEof` reading the in-memory input means it ended early, so
+//! both are 422.
 
 use std::io::{Cursor, ErrorKind};
 

@@ -39,8 +39,8 @@ impl CropRect {
     }
 }
 
-/// Where the scaled image comes from and where it goes, in displayed
-/// (already oriented) coordinates.
+/// Source rectangle, scaled size and canvas placement of the output, in
+/// displayed (already oriented) coordinates.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Geometry {
     /// Part of the source that is scaled: the whole image unless `fit=cover` crops.

@@ -2,9 +2,9 @@
 //!
 //! An explicit `format` is obeyed. `format=auto` returns the input's own
 //! format where ImgFlux writes it (JPEG, PNG, GIF, WebP) and PNG for BMP and
-//! TIFF, which are lossless. The one exception is JPEG input: JPEG holds
-//! photographs, where lossy WebP at the same quality is usually smaller, so
-//! a client whose `Accept` lists `image/webp` gets WebP. Other inputs may be
+//! TIFF, which are lossless. The one exception is JPEG input. JPEG files
+//! are photographs, where lossy WebP at the same quality is usually smaller,
+//! so a client whose `Accept` lists `image/webp` gets WebP. Other inputs may be
 //! graphics with sharp edges or alpha, where lossy WebP would not be a safe
 //! swap, so they keep their format.
 //!

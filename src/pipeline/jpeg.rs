@@ -6,9 +6,11 @@
 //! be applied. Here the decoder reads the borrowed input, and CMYK and YCCK
 //! scans come out as raw samples that `color::cmyk_to_srgb` converts.
 //!
-//! Truncated or corrupt scan data is rejected (422) rather than shown with
-//! grey or garbled blocks, the same policy as for every other format: a
-//! half-grey thumbnail returned with 200 would be cached as if it were right.
+//! A file whose scan data is not followed by an end-of-image marker is
+//! rejected as truncated (422), the same policy as for every other format,
+//! because a half-grey thumbnail returned with 200 would be cached as if it
+//! were right. The decoder itself runs in its lenient mode, so stray bytes
+//! between segments, which some cameras write, do not fail a whole photo.
 
 use image::{DynamicImage, GrayImage, RgbImage};
 use zune_core::bytestream::ZCursor;
@@ -30,7 +32,7 @@ pub struct JpegSource<'a> {
     height: u32,
 }
 
-/// What the segments before the first scan declare, read by [`scan_markers`].
+/// Header facts from the segments before the first scan, read by [`scan_markers`].
 #[derive(Debug, Default, PartialEq, Eq)]
 struct JpegMarkers {
     /// The start-of-frame marker's second byte (0xC0 to 0xCF).
@@ -39,15 +41,18 @@ struct JpegMarkers {
     precision: Option<u8>,
     /// The colour transform byte of an Adobe APP14 segment.
     adobe_transform: Option<u8>,
+    /// Offset of the first start-of-scan marker.
+    first_scan: Option<usize>,
 }
 
 /// Reads the JPEG headers, without decoding any scan.
 pub fn probe(input: &[u8]) -> Result<JpegSource<'_>, ApiError> {
     let markers = scan_markers(input);
     reject_unsupported_coding(&markers)?;
+    reject_truncated(input, &markers)?;
 
     let options = DecoderOptions::default()
-        .set_strict_mode(true)
+        .set_strict_mode(false)
         .set_max_width(usize::from(u16::MAX))
         .set_max_height(usize::from(u16::MAX));
     let mut decoder = JpegDecoder::new_with_options(ZCursor::new(input), options);
@@ -178,6 +183,25 @@ fn reject_unsupported_coding(markers: &JpegMarkers) -> Result<(), ApiError> {
     }
 }
 
+/// Rejects a JPEG without an end-of-image marker after its first scan.
+///
+/// Entropy-coded data cannot contain the bytes FF D9 (an FF in the data is
+/// always followed by 00), so they mark the end of the last scan. An EOI
+/// inside an EXIF thumbnail comes before the first scan and does not count.
+fn reject_truncated(input: &[u8], markers: &JpegMarkers) -> Result<(), ApiError> {
+    let Some(first_scan) = markers.first_scan else {
+        return Err(ApiError::UndecodableImage(
+            "the JPEG has no image data (no start-of-scan marker)".into(),
+        ));
+    };
+    if memchr::memmem::find(&input[first_scan..], &[0xFF, 0xD9]).is_none() {
+        return Err(ApiError::UndecodableImage(
+            "the JPEG data ends early (truncated)".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// Walks the marker segments up to the first scan and records the frame
 /// type, the sample precision and the Adobe colour transform.
 ///
@@ -197,8 +221,13 @@ fn scan_markers(input: &[u8]) -> JpegMarkers {
             0xFF => position -= 1,
             // Markers without a length field.
             0x01 | 0xD0..=0xD8 => {}
-            // Start of scan or end of image: the headers are over.
-            0xDA | 0xD9 => return markers,
+            // Start of scan: the headers are over.
+            0xDA => {
+                markers.first_scan = Some(position - 2);
+                return markers;
+            }
+            // End of image before any scan.
+            0xD9 => return markers,
             _ => {
                 let Some(length_bytes) = input.get(position..position + 2) else {
                     return markers;
@@ -263,6 +292,7 @@ mod tests {
         jpeg.extend_from_slice(&[0xFF, 0xC2, 0x00, 0x08, 0x08, 0x00, 0x10, 0x00, 0x10, 0x04]);
         jpeg.extend_from_slice(&[0xFF, 0xDA]);
         let markers = scan_markers(&jpeg);
+        assert_eq!(markers.first_scan, Some(jpeg.len() - 2));
         assert_eq!(markers.frame_marker, Some(0xC2));
         assert_eq!(markers.precision, Some(8));
         assert_eq!(markers.adobe_transform, Some(2));
@@ -296,7 +326,7 @@ mod tests {
         let markers = JpegMarkers {
             frame_marker: Some(0xC1),
             precision: Some(12),
-            adobe_transform: None,
+            ..JpegMarkers::default()
         };
         let error = reject_unsupported_coding(&markers).unwrap_err();
         assert_eq!(error.status(), 415);
@@ -309,9 +339,21 @@ mod tests {
         assert_eq!(ycc_to_rgb(255, 128, 128), [255, 255, 255]);
         // Pure red in JFIF YCbCr is about (76, 85, 255).
         let [red, green, blue] = ycc_to_rgb(76, 85, 255);
-        assert!(
-            red >= 253 && green <= 2 && blue <= 2,
-            "{red} {green} {blue}"
-        );
+        assert!(red >= 253, "red {red}");
+        assert!(green <= 2, "green {green}");
+        assert!(blue <= 2, "blue {blue}");
+    }
+
+    #[test]
+    fn missing_end_marker_is_truncation() {
+        let mut jpeg = vec![0xFF, 0xD8];
+        // An EXIF thumbnail's end marker before the scan does not count.
+        jpeg.extend_from_slice(&[0xFF, 0xE1, 0x00, 0x04, 0xFF, 0xD9]);
+        jpeg.extend_from_slice(&[0xFF, 0xDA, 0x00, 0x02, 0x12, 0x34]);
+        let markers = scan_markers(&jpeg);
+        let error = reject_truncated(&jpeg, &markers).unwrap_err();
+        assert!(error.message().contains("truncated"), "{}", error.message());
+        jpeg.extend_from_slice(&[0xFF, 0xD9, 0x00]);
+        assert!(reject_truncated(&jpeg, &markers).is_ok());
     }
 }

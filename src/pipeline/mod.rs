@@ -105,7 +105,12 @@ pub struct Timings {
     /// Colour conversion, resizing, orientation, padding and flattening.
     pub transform: Duration,
     pub encode: Duration,
+    /// Time of each stage, by name, in pipeline order.
+    pub stages: [(&'static str, Duration); STAGE_COUNT],
 }
+
+/// Number of stages in [`process`]'s pipeline.
+pub const STAGE_COUNT: usize = 11;
 
 /// The encoded result and the facts the log and headers report.
 #[derive(Debug, Clone)]
@@ -173,7 +178,7 @@ enum Bucket {
 type StageFn = fn(&mut Context<'_>) -> Result<(), ApiError>;
 
 /// The pipeline, in order: name, timing bucket, stage.
-const STAGES: [(&str, Bucket, StageFn); 11] = [
+const STAGES: [(&str, Bucket, StageFn); STAGE_COUNT] = [
     ("sniff", Bucket::Decode, sniff::stage),
     ("format", Bucket::Decode, format::stage),
     ("probe", Bucket::Decode, decode::probe_stage),
@@ -210,12 +215,13 @@ pub fn process(input: &[u8], job: &Job<'_>) -> Result<Output, ApiError> {
         bytes: Vec::new(),
     };
     let mut timings = Timings::default();
-    for (name, bucket, stage) in STAGES {
+    for (index, (name, bucket, stage)) in STAGES.into_iter().enumerate() {
         check_deadline(job)?;
         let started = Instant::now();
         stage(&mut context)?;
         let elapsed = started.elapsed();
         log::debug!("stage {name} took {elapsed:?}");
+        timings.stages[index] = (name, elapsed);
         match bucket {
             Bucket::Decode => timings.decode += elapsed,
             Bucket::Transform => timings.transform += elapsed,

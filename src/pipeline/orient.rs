@@ -119,7 +119,7 @@ mod tests {
         Orientation::Rotate270,
     ];
 
-    /// A 3×2 image whose every pixel value is unique.
+    /// Returns a 3×2 image whose every pixel value is unique.
     fn numbered_image() -> DynamicImage {
         let pixels = image::GrayImage::from_fn(3, 2, |x, y| image::Luma([(y * 3 + x) as u8]));
         DynamicImage::ImageLuma8(pixels)

@@ -3,8 +3,8 @@
 //! The format comes from the magic bytes alone: the file name and the part's
 //! `Content-Type` are chosen by the client and prove nothing. Formats that
 //! ImgFlux decodes become an [`InputFormat`]. Common image formats that it
-//! does not decode are still named, so the 415 tells the client what was
-//! recognised, and anything else is reported as not an image.
+//! does not decode are still named, so the 415 names what was recognised.
+//! Anything else is reported as not an image.
 
 use crate::error::ApiError;
 

@@ -12,7 +12,7 @@ use std::ptr;
 
 use libwebp_sys as sys;
 
-/// How the pixels are compressed.
+/// Compression mode of the encoded pixels.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Compression {
     /// VP8 at a quality from 0 to 100.
@@ -43,7 +43,7 @@ pub struct AnimationFrame<'a> {
     pub duration_ms: u32,
 }
 
-/// Encodes one image. `pixels` holds `width × height` pixels of `channels`.
+/// Encodes one image. `pixels` contains `width × height` pixels of `channels`.
 pub fn encode_still(
     pixels: &[u8],
     channels: Channels,
@@ -59,8 +59,8 @@ pub fn encode_still(
     let mut writer = MemoryWriter::new();
     picture.inner.writer = Some(sys::WebPMemoryWrite);
     picture.inner.custom_ptr = (&mut writer.inner as *mut sys::WebPMemoryWriter).cast::<c_void>();
-    // SAFETY: `config` was initialised and validated, `picture` holds the
-    // imported pixels, and `writer` outlives this call.
+    // SAFETY: `config` was initialised and validated, `picture` contains
+    // the imported pixels, and `writer` outlives this call.
     let encoded = unsafe { sys::WebPEncode(&config, &mut picture.inner) };
     if encoded == 0 {
         return Err(format!("WebPEncode failed: {:?}", picture.inner.error_code));
@@ -79,6 +79,7 @@ pub fn encode_animation(
 ) -> Result<Vec<u8>, String> {
     let config = new_config(compression)?;
     let encoder = AnimationEncoder::new(width, height, loop_count)?;
+
     let mut timestamp_ms: i32 = 0;
     for frame in frames {
         check_buffer(frame.rgba, Channels::Rgba, width, height)?;
@@ -95,6 +96,7 @@ pub fn encode_animation(
         let duration = i32::try_from(frame.duration_ms).unwrap_or(i32::MAX);
         timestamp_ms = timestamp_ms.saturating_add(duration);
     }
+
     // A null frame ends the stream; its timestamp sets the last frame's duration.
     // SAFETY: a null picture and config are the documented way to finish.
     let finished = unsafe {
@@ -103,6 +105,7 @@ pub fn encode_animation(
     if finished == 0 {
         return Err(encoder.last_error("ending the animation"));
     }
+
     let mut data = sys::WebPData {
         bytes: ptr::null(),
         size: 0,
@@ -193,7 +196,7 @@ impl Picture {
     /// Copies `pixels` into the picture, converting to YUV for lossy VP8.
     fn import(&mut self, pixels: &[u8], channels: Channels) -> Result<(), String> {
         let stride = self.inner.width * channels.count() as i32;
-        // SAFETY: the caller checked that `pixels` holds width × height
+        // SAFETY: the caller checked that `pixels` contains width × height
         // pixels of `channels`, so libwebp reads only inside the slice.
         let imported = unsafe {
             match channels {

@@ -22,7 +22,7 @@ pub struct CaseRequest {
 }
 
 impl CaseRequest {
-    /// Returns the query string that asks for this request, such as `w=100&format=png`.
+    /// Returns the query string of this request, such as `w=100&format=png`.
     pub fn query(&self) -> String {
         let mut parts = Vec::new();
         if let Some(width) = self.width {
@@ -176,7 +176,7 @@ const fn image(format: &'static str, width: u32, height: u32) -> Expected {
 
 const PNG: CaseRequest = request(None, None, "png");
 
-/// The request and outcome for every corpus file.
+/// Returns the request and outcome for every corpus file.
 fn expectation_table() -> Vec<(&'static str, CaseRequest, Expected)> {
     let mut table = vec![
         // JPEG variants.
