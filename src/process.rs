@@ -184,6 +184,7 @@ mod tests {
                 decode: Duration::from_micros(2500),
                 transform: Duration::from_millis(1),
                 encode: Duration::from_millis(3),
+                stages: Default::default(),
             },
         };
         assert_eq!(

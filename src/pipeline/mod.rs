@@ -1,14 +1,39 @@
 //! The image pipeline: decode, orient, transform, encode, all in memory.
 //!
-//! NOTE: this first version decodes with `image`, resizes with `image`'s own
-//! filter and always writes PNG. It keeps the interface the server depends on
-//! while the real stages are built behind it.
+//! [`process`] runs an ordered list of small stages over one [`Context`],
+//! one file per stage, and checks the request deadline between stages. The
+//! cheap checks come first: the format is sniffed from the magic bytes, and
+//! the header is probed against the pixel and frame limits before any pixel
+//! buffer is allocated. Pixels are decoded once and resized at the input's
+//! own bit depth (8-bit inputs stay 8-bit). A stage with nothing to do (no
+//! profile, no rotation, the target equal to the source) returns at once.
+//!
+//! Outputs are sRGB, upright, and carry no metadata: no EXIF, XMP, comments
+//! or ICC profile. Untagged images are shown as sRGB by browsers, so tagging
+//! sRGB would only add bytes.
 
-use std::io::Cursor;
+mod animation;
+mod canvas;
+mod color;
+mod decode;
+mod encode;
+mod fit;
+mod format;
+mod jpeg;
+mod orient;
+mod resize;
+mod sniff;
+mod webp;
+
 use std::time::{Duration, Instant};
+
+use image::metadata::Orientation;
+use image::DynamicImage;
 
 use crate::error::ApiError;
 use crate::options::ProcessOptions;
+
+pub use sniff::InputFormat;
 
 /// Limits that bound the work and memory of one image.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,15 +89,28 @@ impl OutputFormat {
             OutputFormat::Gif => "image/gif",
         }
     }
+
+    /// Returns whether the format stores an alpha channel (GIF stores
+    /// one transparent palette entry, which counts).
+    pub fn has_alpha(self) -> bool {
+        !matches!(self, OutputFormat::Jpeg)
+    }
 }
 
 /// Time spent in each stage of the pipeline.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Timings {
+    /// Sniffing, probing the header and decoding the pixels.
     pub decode: Duration,
+    /// Colour conversion, resizing, orientation, padding and flattening.
     pub transform: Duration,
     pub encode: Duration,
+    /// Time of each stage, by name, in pipeline order.
+    pub stages: [(&'static str, Duration); STAGE_COUNT],
 }
+
+/// Number of stages in [`process`]'s pipeline.
+pub const STAGE_COUNT: usize = 11;
 
 /// The encoded result and the facts the log and headers report.
 #[derive(Debug, Clone)]
@@ -91,54 +129,146 @@ pub struct Output {
     pub timings: Timings,
 }
 
+/// One decoded frame; a still image is a single frame.
+struct Frame {
+    image: DynamicImage,
+    /// How long the frame is shown, in milliseconds; 0 for still images.
+    delay_ms: u32,
+}
+
+/// Everything one request's stages read and write, filled in stage by stage.
+struct Context<'a> {
+    input: &'a [u8],
+    job: &'a Job<'a>,
+    /// Format detected from the magic bytes, set by `sniff`.
+    input_format: InputFormat,
+    /// Format to write, set by `format`.
+    output_format: OutputFormat,
+    /// Whether `output_format` depends on the `Accept` header.
+    varies_on_accept: bool,
+    /// Header-only reader set by `probe` and consumed by `decode`.
+    source: Option<decode::Source<'a>>,
+    /// Width and height as stored, before orientation.
+    stored_size: (u32, u32),
+    /// EXIF orientation, applied after the resize.
+    orientation: Orientation,
+    /// Embedded ICC profile that still applies to `frames`.
+    icc_profile: Option<Vec<u8>>,
+    /// Decoded pixels: one frame, or every frame of a kept animation.
+    frames: Vec<Frame>,
+    /// Whether WebP output is lossless, as it is for GIF and lossless WebP
+    /// inputs; set by `decode`.
+    webp_lossless: bool,
+    /// Loop count of a kept animation; `None` for a still image.
+    loop_count: Option<animation::Playback>,
+    /// Output geometry in displayed coordinates, set by `fit`.
+    geometry: Option<fit::Geometry>,
+    /// Encoded output, set by `encode`.
+    bytes: Vec<u8>,
+}
+
+/// The timing bucket a stage's time is added to.
+#[derive(Debug, Clone, Copy)]
+enum Bucket {
+    Decode,
+    Transform,
+    Encode,
+}
+
+type StageFn = fn(&mut Context<'_>) -> Result<(), ApiError>;
+
+/// The pipeline, in order: name, timing bucket, stage.
+const STAGES: [(&str, Bucket, StageFn); STAGE_COUNT] = [
+    ("sniff", Bucket::Decode, sniff::stage),
+    ("format", Bucket::Decode, format::stage),
+    ("probe", Bucket::Decode, decode::probe_stage),
+    ("decode", Bucket::Decode, decode::stage),
+    ("color", Bucket::Transform, color::stage),
+    ("fit", Bucket::Transform, fit::stage),
+    ("resize", Bucket::Transform, resize::stage),
+    ("orient", Bucket::Transform, orient::stage),
+    ("pad", Bucket::Transform, canvas::pad_stage),
+    ("flatten", Bucket::Transform, canvas::flatten_stage),
+    ("encode", Bucket::Encode, encode::stage),
+];
+
 /// Decodes, transforms and encodes one image.
+///
+/// Returns `RequestTimeout` when `job.deadline` passes between two stages.
+/// Every other error describes the input or the request, except
+/// `ApiError::Internal`, which only a bug of ours produces.
 pub fn process(input: &[u8], job: &Job<'_>) -> Result<Output, ApiError> {
-    let started = Instant::now();
-    let reader = image::ImageReader::new(Cursor::new(input))
-        .with_guessed_format()
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
-    if reader.format().is_none() {
-        return Err(ApiError::UnsupportedImageFormat { detected: None });
-    }
-    let image = reader
-        .decode()
-        .map_err(|e| ApiError::UndecodableImage(e.to_string()))?;
-    let decoded = Instant::now();
-
-    let (width, height) = (image.width(), image.height());
-    let target = match (job.options.width, job.options.height) {
-        (None, None) => (width, height),
-        (Some(w), None) => (w, (height as u64 * w as u64 / width as u64).max(1) as u32),
-        (None, Some(h)) => ((width as u64 * h as u64 / height as u64).max(1) as u32, h),
-        (Some(w), Some(h)) => {
-            let scale = f64::min(w as f64 / width as f64, h as f64 / height as f64);
-            (
-                ((width as f64 * scale).round() as u32).max(1),
-                ((height as f64 * scale).round() as u32).max(1),
-            )
-        }
-    };
-    let resized = image.resize_exact(target.0, target.1, image::imageops::FilterType::Lanczos3);
-    let transformed = Instant::now();
-
-    let mut bytes = Vec::new();
-    resized
-        .write_to(&mut Cursor::new(&mut bytes), image::ImageFormat::Png)
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
-    let encoded = Instant::now();
-
-    Ok(Output {
-        bytes,
-        format: OutputFormat::Png,
-        input_format: "unknown",
-        input_size: (width, height),
-        output_size: target,
-        frames: 1,
+    let mut context = Context {
+        input,
+        job,
+        input_format: InputFormat::Jpeg,
+        output_format: OutputFormat::Png,
         varies_on_accept: false,
-        timings: Timings {
-            decode: decoded - started,
-            transform: transformed - decoded,
-            encode: encoded - transformed,
-        },
+        source: None,
+        stored_size: (0, 0),
+        orientation: Orientation::NoTransforms,
+        icc_profile: None,
+        frames: Vec::new(),
+        webp_lossless: false,
+        loop_count: None,
+        geometry: None,
+        bytes: Vec::new(),
+    };
+    let mut timings = Timings::default();
+    for (index, (name, bucket, stage)) in STAGES.into_iter().enumerate() {
+        check_deadline(job)?;
+        let started = Instant::now();
+        stage(&mut context)?;
+        let elapsed = started.elapsed();
+        log::debug!("stage {name} took {elapsed:?}");
+        timings.stages[index] = (name, elapsed);
+        match bucket {
+            Bucket::Decode => timings.decode += elapsed,
+            Bucket::Transform => timings.transform += elapsed,
+            Bucket::Encode => timings.encode += elapsed,
+        }
+    }
+
+    let output_size = context
+        .frames
+        .first()
+        .map(|frame| (frame.image.width(), frame.image.height()))
+        .ok_or_else(|| ApiError::Internal("the pipeline ended without a frame".into()))?;
+    Ok(Output {
+        bytes: context.bytes,
+        format: context.output_format,
+        input_format: context.input_format.name(),
+        input_size: context.stored_size,
+        output_size,
+        frames: context.frames.len() as u32,
+        varies_on_accept: context.varies_on_accept,
+        timings,
     })
+}
+
+/// Returns `RequestTimeout` once the job's deadline has passed.
+fn check_deadline(job: &Job<'_>) -> Result<(), ApiError> {
+    match job.deadline {
+        Some(deadline) if Instant::now() >= deadline => Err(ApiError::RequestTimeout),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passed_deadline_times_out() {
+        let options = ProcessOptions::default();
+        let limits = Limits::default();
+        let job = Job {
+            options: &options,
+            limits: &limits,
+            accept_webp: false,
+            deadline: Some(Instant::now()),
+        };
+        let error = process(b"GIF89a", &job).unwrap_err();
+        assert_eq!(error, ApiError::RequestTimeout);
+    }
 }

@@ -1,0 +1,327 @@
+//! Header probing and pixel decoding, the only way input bytes become pixels.
+//!
+//! The probe reads only the header and checks width × height × frames
+//! against `max_input_pixels` before any pixel buffer exists, so a 40-byte
+//! file that declares 40 GB is rejected in microseconds. Decoding then runs
+//! under `image::Limits` as well, whose `max_alloc` is a second line of
+//! defence for decoders that allocate more than the declared image.
+//!
+//! Truncated input is rejected with 422 for every format. JPEG needs an
+//! end-of-image marker after its scans (see `jpeg`), and the other
+//! decoders report a missing end as an error (the corpus tests truncated
+//! PNG and GIF files). A 200 with half the image grey would be cached as if
+//! it were right.
+//!
+//! Decoder errors are mapped by the category `image::ImageError` gives them,
+//! never by their text: `Decoding` is 422, `Unsupported` 415, `Limits` 422
+//! (too large), and `Parameter` and `Encoding` are 500 because only our
+//! own calls produce them. The exceptions describe the input: a `Parameter`
+//! error of kind `NoMoreData` means a file without image data, and an
+//! `UnexpectedEof` reading the in-memory input means it ended early, so
+//! both are 422.
+
+use std::io::{Cursor, ErrorKind};
+
+use image::error::{ImageError, LimitErrorKind, ParameterErrorKind};
+use image::metadata::Orientation;
+use image::{DynamicImage, ImageDecoder, ImageReader};
+
+use crate::error::ApiError;
+
+use super::animation::{self, GifSource, WebpSource};
+use super::jpeg::{self, JpegSource};
+use super::{format, orient, Context, Frame, InputFormat, Limits};
+
+/// A parsed header whose pixels have not been decoded yet.
+pub enum Source<'a> {
+    /// Boxed because zune-jpeg's decoder state is about 30 KB.
+    Jpeg(Box<JpegSource<'a>>),
+    /// PNG, BMP and TIFF, through the `image` crate's decoders.
+    Image(Box<dyn ImageDecoder + 'a>),
+    Gif(GifSource<'a>),
+    Webp(WebpSource<'a>),
+}
+
+/// Stage: reads the header and checks it against the input limits.
+pub fn probe_stage(context: &mut Context<'_>) -> Result<(), ApiError> {
+    let input = context.input;
+    let limits = context.job.limits;
+    let keep_animation = format::keeps_animation(context.output_format);
+    let (source, size, frames) = match context.input_format {
+        InputFormat::Jpeg => {
+            let source = jpeg::probe(input)?;
+            let size = source.dimensions();
+            (Source::Jpeg(Box::new(source)), size, 1)
+        }
+        InputFormat::Png | InputFormat::Bmp | InputFormat::Tiff => {
+            let decoder = probe_with_image(input, context.input_format, limits)?;
+            let size = decoder.dimensions();
+            (Source::Image(decoder), size, 1)
+        }
+        InputFormat::Gif => {
+            let source = animation::probe_gif(input, keep_animation, limits)?;
+            let (size, frames) = (source.frame_size(), source.frames_to_decode());
+            (Source::Gif(source), size, frames)
+        }
+        InputFormat::Webp => {
+            let source = animation::probe_webp(input, keep_animation, limits)?;
+            let (size, frames) = (source.dimensions(), source.frames_to_decode());
+            (Source::Webp(source), size, frames)
+        }
+    };
+    check_input_size(size, frames, limits)?;
+    context.stored_size = size;
+    context.source = Some(source);
+    Ok(())
+}
+
+/// Stage: decodes the pixels, the profile and the orientation.
+pub fn stage(context: &mut Context<'_>) -> Result<(), ApiError> {
+    let source = context
+        .source
+        .take()
+        .ok_or_else(|| ApiError::Internal("decode ran without a probed source".into()))?;
+    match source {
+        Source::Jpeg(source) => {
+            context.orientation = orient::from_exif(source.exif());
+            let (image, icc_profile) = source.decode()?;
+            context.icc_profile = icc_profile;
+            context.frames = vec![still_frame(image)];
+        }
+        Source::Image(decoder) => {
+            let (image, icc_profile, orientation) = decode_with_image(decoder)?;
+            context.icc_profile = icc_profile;
+            context.orientation = orientation;
+            context.frames = vec![still_frame(image)];
+        }
+        Source::Gif(source) => {
+            let limits = context.job.limits;
+            let decoded = source.decode(image_limits(limits), context.job.deadline)?;
+            context.frames = decoded.frames;
+            context.loop_count = decoded.loop_count;
+            context.webp_lossless = decoded.lossless;
+        }
+        Source::Webp(source) => {
+            let decoded = source.decode(context.job.deadline)?;
+            context.icc_profile = decoded.icc_profile;
+            context.orientation = decoded.orientation;
+            context.frames = decoded.frames;
+            context.loop_count = decoded.loop_count;
+            context.webp_lossless = decoded.lossless;
+        }
+    }
+    Ok(())
+}
+
+fn still_frame(image: DynamicImage) -> Frame {
+    Frame {
+        image: normalize_sample_type(image),
+        delay_ms: 0,
+    }
+}
+
+/// Converts floating-point images (from TIFF) to 16-bit, the deepest
+/// integer type the resizer and the PNG encoder share.
+fn normalize_sample_type(image: DynamicImage) -> DynamicImage {
+    match image {
+        DynamicImage::ImageRgb32F(_) => DynamicImage::ImageRgb16(image.to_rgb16()),
+        DynamicImage::ImageRgba32F(_) => DynamicImage::ImageRgba16(image.to_rgba16()),
+        DynamicImage::ImageLuma8(_)
+        | DynamicImage::ImageLumaA8(_)
+        | DynamicImage::ImageRgb8(_)
+        | DynamicImage::ImageRgba8(_)
+        | DynamicImage::ImageLuma16(_)
+        | DynamicImage::ImageLumaA16(_)
+        | DynamicImage::ImageRgb16(_)
+        | DynamicImage::ImageRgba16(_) => image,
+        _ => DynamicImage::ImageRgba16(image.to_rgba16()),
+    }
+}
+
+/// Returns the `image::Limits` for one request: room for the largest
+/// allowed image at 8 bytes per pixel (16-bit RGBA) plus 64 MiB of
+/// decoder working memory.
+pub fn image_limits(limits: &Limits) -> image::Limits {
+    let mut image_limits = image::Limits::default();
+    image_limits.max_alloc = Some(
+        limits
+            .max_input_pixels
+            .saturating_mul(8)
+            .saturating_add(64 << 20),
+    );
+    image_limits
+}
+
+/// Rejects an image whose declared pixels, over all frames that will be
+/// decoded, exceed `max_input_pixels`.
+pub fn check_input_size(size: (u32, u32), frames: u32, limits: &Limits) -> Result<(), ApiError> {
+    let (width, height) = size;
+    let pixels = u64::from(width)
+        .saturating_mul(u64::from(height))
+        .saturating_mul(u64::from(frames.max(1)));
+    if pixels <= limits.max_input_pixels {
+        return Ok(());
+    }
+    let frames_text = if frames > 1 {
+        format!(" in {frames} frames")
+    } else {
+        String::new()
+    };
+    Err(ApiError::ImageTooLarge(format!(
+        "it declares {width}x{height} px{frames_text} = {pixels} px, over the limit of {} px \
+         (max_input_pixels)",
+        limits.max_input_pixels
+    )))
+}
+
+fn probe_with_image<'a>(
+    input: &'a [u8],
+    format: InputFormat,
+    limits: &Limits,
+) -> Result<Box<dyn ImageDecoder + 'a>, ApiError> {
+    let mut reader = ImageReader::with_format(Cursor::new(input), format.image_format());
+    reader.limits(image_limits(limits));
+    let decoder = reader.into_decoder().map_err(map_decode_error)?;
+    Ok(Box::new(decoder))
+}
+
+fn decode_with_image(
+    mut decoder: Box<dyn ImageDecoder + '_>,
+) -> Result<(DynamicImage, Option<Vec<u8>>, Orientation), ApiError> {
+    // Metadata that cannot be read is dropped: the pixels still decode.
+    let icc_profile = decoder.icc_profile().unwrap_or_else(|error| {
+        log::debug!("ignoring an unreadable ICC profile: {error}");
+        None
+    });
+    let orientation = decoder.orientation().unwrap_or_else(|error| {
+        log::debug!("ignoring unreadable EXIF metadata: {error}");
+        Orientation::NoTransforms
+    });
+    let image = DynamicImage::from_decoder(decoder).map_err(map_decode_error)?;
+    Ok((image, icc_profile, orientation))
+}
+
+/// Maps an `image` error raised while probing or decoding the input.
+pub fn map_decode_error(error: ImageError) -> ApiError {
+    match error {
+        ImageError::Decoding(error) => ApiError::UndecodableImage(short_reason(&error.to_string())),
+        ImageError::Unsupported(error) => {
+            log::debug!("unsupported image feature: {error}");
+            ApiError::UnsupportedImageFormat {
+                detected: Some(unsupported_variant_name(error.format_hint())),
+            }
+        }
+        ImageError::Limits(error) => ApiError::ImageTooLarge(match error.kind() {
+            LimitErrorKind::DimensionError => {
+                "its width or height is over the decoder's limit".into()
+            }
+            LimitErrorKind::InsufficientMemory => {
+                "decoding it needs more memory than the limit allows".into()
+            }
+            _ => "it exceeds a decoder limit".into(),
+        }),
+        ImageError::Parameter(error) if matches!(error.kind(), ParameterErrorKind::NoMoreData) => {
+            ApiError::UndecodableImage("the file contains no image data".into())
+        }
+        ImageError::IoError(error) if error.kind() == ErrorKind::UnexpectedEof => {
+            ApiError::UndecodableImage("the file ends early (truncated)".into())
+        }
+        ImageError::IoError(error) => {
+            ApiError::Internal(format!("reading the input failed: {error}"))
+        }
+        ImageError::Parameter(error) => ApiError::Internal(format!("decoder parameter: {error}")),
+        ImageError::Encoding(error) => {
+            ApiError::Internal(format!("encoder error while decoding: {error}"))
+        }
+    }
+}
+
+/// Names the unsupported variant of a supported format for the 415 message,
+/// which reads "<name> images are not supported".
+fn unsupported_variant_name(hint: image::error::ImageFormatHint) -> &'static str {
+    use image::error::ImageFormatHint;
+    use image::ImageFormat;
+    match hint {
+        ImageFormatHint::Exact(ImageFormat::Png) => "this kind of PNG",
+        ImageFormatHint::Exact(ImageFormat::Bmp) => "this kind of BMP",
+        ImageFormatHint::Exact(ImageFormat::Tiff) => {
+            "TIFF (this compression, sample format or layout)"
+        }
+        ImageFormatHint::Exact(ImageFormat::Gif) => "this kind of GIF",
+        ImageFormatHint::Exact(ImageFormat::WebP) => "this kind of WebP",
+        _ => "this image variant",
+    }
+}
+
+/// Cuts a decoder message to one short line for the client.
+pub fn short_reason(message: &str) -> String {
+    const MAX_CHARS: usize = 160;
+    let line = message.lines().next().unwrap_or("").trim();
+    if line.chars().count() <= MAX_CHARS {
+        return line.to_string();
+    }
+    let cut: String = line.chars().take(MAX_CHARS).collect();
+    format!("{cut}…")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn input_limit_allows_exact_limit() {
+        let limits = Limits {
+            max_input_pixels: 100,
+            ..Limits::default()
+        };
+        assert!(check_input_size((10, 10), 1, &limits).is_ok());
+        assert!(check_input_size((5, 10), 2, &limits).is_ok());
+        let error = check_input_size((10, 11), 1, &limits).unwrap_err();
+        assert_eq!(error.status(), 422);
+        assert!(
+            error.message().contains("max_input_pixels"),
+            "{}",
+            error.message()
+        );
+        let frames = check_input_size((10, 10), 2, &limits).unwrap_err();
+        assert!(
+            frames.message().contains("2 frames"),
+            "{}",
+            frames.message()
+        );
+    }
+
+    #[test]
+    fn input_limit_never_overflows() {
+        let error = check_input_size((u32::MAX, u32::MAX), u32::MAX, &Limits::default());
+        assert!(error.is_err());
+    }
+
+    #[test]
+    fn truncation_maps_to_422() {
+        let error = map_decode_error(ImageError::IoError(ErrorKind::UnexpectedEof.into()));
+        assert_eq!(error.status(), 422);
+        assert!(error.message().contains("truncated"), "{}", error.message());
+    }
+
+    #[test]
+    fn other_io_errors_are_internal() {
+        let error = map_decode_error(ImageError::IoError(ErrorKind::Other.into()));
+        assert_eq!(error.status(), 500);
+    }
+
+    #[test]
+    fn limit_errors_map_to_too_large() {
+        let limit = image::error::LimitError::from_kind(LimitErrorKind::InsufficientMemory);
+        let error = map_decode_error(ImageError::Limits(limit));
+        assert_eq!(error.status(), 422);
+        assert_eq!(error.code(), "image_too_large");
+    }
+
+    #[test]
+    fn short_reason_cuts_long_lines() {
+        assert_eq!(short_reason("bad\nsecond line"), "bad");
+        let long = "x".repeat(500);
+        assert_eq!(short_reason(&long).chars().count(), 161);
+    }
+}

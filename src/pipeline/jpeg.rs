@@ -1,0 +1,359 @@
+//! JPEG decoding with zune-jpeg, directly over the request's bytes.
+//!
+//! JPEG does not go through `image::ImageReader`, for two reasons. The
+//! `image` wrapper copies the whole input into a `Vec` first, and it turns
+//! CMYK into RGB with a naive formula before an embedded CMYK profile could
+//! be applied. Here the decoder reads the borrowed input, and CMYK and YCCK
+//! scans come out as raw samples that `color::cmyk_to_srgb` converts.
+//!
+//! A file whose scan data is not followed by an end-of-image marker is
+//! rejected as truncated (422), the same policy as for every other format,
+//! because a half-grey thumbnail returned with 200 would be cached as if it
+//! were right. The decoder itself runs in its lenient mode, so stray bytes
+//! between segments, which some cameras write, do not fail a whole photo.
+
+use image::{DynamicImage, GrayImage, RgbImage};
+use zune_core::bytestream::ZCursor;
+use zune_core::colorspace::ColorSpace;
+use zune_core::options::DecoderOptions;
+use zune_jpeg::errors::DecodeErrors;
+use zune_jpeg::JpegDecoder;
+
+use crate::error::ApiError;
+
+use super::color;
+
+/// A JPEG whose headers have been read but whose scans have not.
+pub struct JpegSource<'a> {
+    decoder: JpegDecoder<ZCursor<&'a [u8]>>,
+    colorspace: ColorSpace,
+    adobe_transform: Option<u8>,
+    width: u32,
+    height: u32,
+}
+
+/// Header facts from the segments before the first scan, read by [`scan_markers`].
+#[derive(Debug, Default, PartialEq, Eq)]
+struct JpegMarkers {
+    /// The start-of-frame marker's second byte (0xC0 to 0xCF).
+    frame_marker: Option<u8>,
+    /// Bits per sample declared by the frame header.
+    precision: Option<u8>,
+    /// The colour transform byte of an Adobe APP14 segment.
+    adobe_transform: Option<u8>,
+    /// Offset of the first start-of-scan marker.
+    first_scan: Option<usize>,
+}
+
+/// Reads the JPEG headers, without decoding any scan.
+pub fn probe(input: &[u8]) -> Result<JpegSource<'_>, ApiError> {
+    let markers = scan_markers(input);
+    reject_unsupported_coding(&markers)?;
+    reject_truncated(input, &markers)?;
+
+    let options = DecoderOptions::default()
+        .set_strict_mode(false)
+        .set_max_width(usize::from(u16::MAX))
+        .set_max_height(usize::from(u16::MAX));
+    let mut decoder = JpegDecoder::new_with_options(ZCursor::new(input), options);
+    decoder.decode_headers().map_err(map_error)?;
+    let (width, height) = decoder
+        .dimensions()
+        .ok_or_else(|| ApiError::Internal("JPEG headers decoded without dimensions".into()))?;
+    let colorspace = decoder
+        .input_colorspace()
+        .ok_or_else(|| ApiError::Internal("JPEG headers decoded without a colour space".into()))?;
+    Ok(JpegSource {
+        decoder,
+        colorspace,
+        adobe_transform: markers.adobe_transform,
+        width: width as u32,
+        height: height as u32,
+    })
+}
+
+impl JpegSource<'_> {
+    /// Returns the stored width and height.
+    pub fn dimensions(&self) -> (u32, u32) {
+        (self.width, self.height)
+    }
+
+    /// Returns the embedded ICC profile, reassembled from its APP2 chunks.
+    pub fn icc_profile(&self) -> Option<Vec<u8>> {
+        self.decoder.icc_profile()
+    }
+
+    /// Returns the EXIF block of the APP1 segment.
+    pub fn exif(&self) -> Option<&[u8]> {
+        self.decoder.exif().map(Vec::as_slice)
+    }
+
+    /// Decodes the scans to 8-bit grey or sRGB.
+    ///
+    /// Returns the image and the profile that still applies to it: CMYK
+    /// images are converted through their profile here, so for them the
+    /// profile is consumed and `None` is returned.
+    pub fn decode(mut self) -> Result<(DynamicImage, Option<Vec<u8>>), ApiError> {
+        let icc = self.icc_profile();
+        let output_colorspace = match self.colorspace {
+            ColorSpace::Luma => ColorSpace::Luma,
+            ColorSpace::CMYK => ColorSpace::CMYK,
+            ColorSpace::YCCK => ColorSpace::YCCK,
+            _ => ColorSpace::RGB,
+        };
+        let options = self
+            .decoder
+            .options()
+            .jpeg_set_out_colorspace(output_colorspace);
+        self.decoder.set_options(options);
+        let pixels = (self.width as usize) * (self.height as usize);
+        let mut samples = vec![0u8; pixels * output_colorspace.num_components()];
+        self.decoder.decode_into(&mut samples).map_err(map_error)?;
+
+        let (width, height) = (self.width, self.height);
+        let image = match output_colorspace {
+            ColorSpace::Luma => GrayImage::from_raw(width, height, samples).map(DynamicImage::from),
+            ColorSpace::RGB => RgbImage::from_raw(width, height, samples).map(DynamicImage::from),
+            _ => {
+                self.cmyk_samples_to_inks(&mut samples);
+                let rgb = color::cmyk_to_srgb(&samples, icc.as_deref());
+                let image = RgbImage::from_raw(width, height, rgb).map(DynamicImage::from);
+                return image
+                    .map(|image| (image, None))
+                    .ok_or_else(|| ApiError::Internal("CMYK buffer size mismatch".into()));
+            }
+        };
+        let image = image.ok_or_else(|| ApiError::Internal("JPEG buffer size mismatch".into()))?;
+        Ok((image, icc))
+    }
+
+    /// Turns decoded CMYK or YCCK samples into ink amounts, 0 meaning no ink.
+    ///
+    /// Adobe applications write CMYK inverted (255 is no ink), and mark the
+    /// file with an APP14 segment; YCCK only exists in that form. A CMYK
+    /// file without APP14 is taken as plain ink amounts.
+    fn cmyk_samples_to_inks(&self, samples: &mut [u8]) {
+        if self.colorspace == ColorSpace::YCCK {
+            for pixel in samples.chunks_exact_mut(4) {
+                let [red, green, blue] = ycc_to_rgb(pixel[0], pixel[1], pixel[2]);
+                // YCC encodes 255 minus the inverted ink, which is the ink itself.
+                pixel[0] = red;
+                pixel[1] = green;
+                pixel[2] = blue;
+                pixel[3] = 255 - pixel[3];
+            }
+        } else if self.adobe_transform.is_some() {
+            for sample in samples.iter_mut() {
+                *sample = 255 - *sample;
+            }
+        }
+    }
+}
+
+/// Converts one full-range JFIF YCbCr sample to RGB.
+fn ycc_to_rgb(y: u8, cb: u8, cr: u8) -> [u8; 3] {
+    let y = f32::from(y);
+    let cb = f32::from(cb) - 128.0;
+    let cr = f32::from(cr) - 128.0;
+    let clamp = |value: f32| value.round().clamp(0.0, 255.0) as u8;
+    [
+        clamp(y + 1.402 * cr),
+        clamp(y - 0.344_136 * cb - 0.714_136 * cr),
+        clamp(y + 1.772 * cb),
+    ]
+}
+
+/// Rejects codings that zune-jpeg does not decode with a 415 that names them.
+fn reject_unsupported_coding(markers: &JpegMarkers) -> Result<(), ApiError> {
+    let detected = match markers.frame_marker {
+        Some(0xC3 | 0xC7 | 0xCB | 0xCF) => Some("lossless JPEG"),
+        Some(0xC5 | 0xC6 | 0xCD | 0xCE) => Some("hierarchical JPEG"),
+        Some(0xC9 | 0xCA) => Some("arithmetic-coded JPEG"),
+        _ => None,
+    };
+    let detected = detected.or(match markers.precision {
+        Some(8) | None => None,
+        Some(_) => Some("12-bit and 16-bit JPEG"),
+    });
+    match detected {
+        Some(name) => Err(ApiError::UnsupportedImageFormat {
+            detected: Some(name),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Rejects a JPEG without an end-of-image marker after its first scan.
+///
+/// Entropy-coded data cannot contain the bytes FF D9 (an FF in the data is
+/// always followed by 00), so they mark the end of the last scan. An EOI
+/// inside an EXIF thumbnail comes before the first scan and does not count.
+fn reject_truncated(input: &[u8], markers: &JpegMarkers) -> Result<(), ApiError> {
+    let Some(first_scan) = markers.first_scan else {
+        return Err(ApiError::UndecodableImage(
+            "the JPEG has no image data (no start-of-scan marker)".into(),
+        ));
+    };
+    if memchr::memmem::find(&input[first_scan..], &[0xFF, 0xD9]).is_none() {
+        return Err(ApiError::UndecodableImage(
+            "the JPEG data ends early (truncated)".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Walks the marker segments up to the first scan and records the frame
+/// type, the sample precision and the Adobe colour transform.
+///
+/// A truncated or malformed header just ends the walk: the decoder reports
+/// such errors with better detail.
+fn scan_markers(input: &[u8]) -> JpegMarkers {
+    let mut markers = JpegMarkers::default();
+    let mut position = 2;
+    while position + 1 < input.len() {
+        if input[position] != 0xFF {
+            return markers;
+        }
+        let marker = input[position + 1];
+        position += 2;
+        match marker {
+            // Fill bytes before a marker.
+            0xFF => position -= 1,
+            // Markers without a length field.
+            0x01 | 0xD0..=0xD8 => {}
+            // Start of scan: the headers are over.
+            0xDA => {
+                markers.first_scan = Some(position - 2);
+                return markers;
+            }
+            // End of image before any scan.
+            0xD9 => return markers,
+            _ => {
+                let Some(length_bytes) = input.get(position..position + 2) else {
+                    return markers;
+                };
+                let length = usize::from(u16::from_be_bytes([length_bytes[0], length_bytes[1]]));
+                let Some(segment) = input.get(position + 2..position + length.max(2)) else {
+                    return markers;
+                };
+                record_segment(&mut markers, marker, segment);
+                position += length.max(2);
+            }
+        }
+    }
+    markers
+}
+
+fn record_segment(markers: &mut JpegMarkers, marker: u8, segment: &[u8]) {
+    let is_frame_header = matches!(marker, 0xC0..=0xCF) && !matches!(marker, 0xC4 | 0xC8 | 0xCC);
+    if is_frame_header && markers.frame_marker.is_none() {
+        markers.frame_marker = Some(marker);
+        markers.precision = segment.first().copied();
+    }
+    // "Adobe", version (2 bytes), flags0 (2), flags1 (2), then the transform.
+    if marker == 0xEE && segment.len() >= 12 && segment.starts_with(b"Adobe") {
+        markers.adobe_transform = Some(segment[11]);
+    }
+}
+
+/// Maps a zune-jpeg error to the client's status.
+fn map_error(error: DecodeErrors) -> ApiError {
+    match error {
+        DecodeErrors::Unsupported(_) => ApiError::UnsupportedImageFormat {
+            detected: Some("this JPEG coding"),
+        },
+        DecodeErrors::LargeDimensions(_) => {
+            ApiError::ImageTooLarge("the JPEG declares dimensions over the decoder's limit".into())
+        }
+        DecodeErrors::ZeroError => {
+            ApiError::UndecodableImage("the JPEG declares a width or height of 0".into())
+        }
+        DecodeErrors::ExhaustedData => {
+            ApiError::UndecodableImage("the JPEG data ends early (truncated)".into())
+        }
+        DecodeErrors::TooSmallOutput(..) => {
+            ApiError::Internal(format!("JPEG output buffer too small: {error}"))
+        }
+        other => ApiError::UndecodableImage(super::decode::short_reason(&other.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn markers_find_frame_and_adobe() {
+        let mut jpeg = vec![0xFF, 0xD8];
+        // APP14 "Adobe", version 100, flags 0, 0, transform 2 (YCCK).
+        jpeg.extend_from_slice(&[0xFF, 0xEE, 0x00, 0x0E]);
+        jpeg.extend_from_slice(b"Adobe\x00\x64\x00\x00\x00\x00\x02");
+        // SOF2 with precision 8, height 16, width 16, 4 components (truncated).
+        jpeg.extend_from_slice(&[0xFF, 0xC2, 0x00, 0x08, 0x08, 0x00, 0x10, 0x00, 0x10, 0x04]);
+        jpeg.extend_from_slice(&[0xFF, 0xDA]);
+        let markers = scan_markers(&jpeg);
+        assert_eq!(markers.first_scan, Some(jpeg.len() - 2));
+        assert_eq!(markers.frame_marker, Some(0xC2));
+        assert_eq!(markers.precision, Some(8));
+        assert_eq!(markers.adobe_transform, Some(2));
+    }
+
+    #[test]
+    fn markers_skip_huffman_tables() {
+        let mut jpeg = vec![0xFF, 0xD8];
+        // A DHT segment (0xC4) is not a frame header.
+        jpeg.extend_from_slice(&[0xFF, 0xC4, 0x00, 0x03, 0x00]);
+        jpeg.extend_from_slice(&[0xFF, 0xC9, 0x00, 0x08, 0x0C, 0x00, 0x01, 0x00, 0x01, 0x01]);
+        let markers = scan_markers(&jpeg);
+        assert_eq!(markers.frame_marker, Some(0xC9));
+        assert_eq!(markers.precision, Some(12));
+        assert!(matches!(
+            reject_unsupported_coding(&markers),
+            Err(ApiError::UnsupportedImageFormat {
+                detected: Some("arithmetic-coded JPEG")
+            })
+        ));
+    }
+
+    #[test]
+    fn markers_survive_truncation() {
+        let jpeg = [0xFF, 0xD8, 0xFF, 0xE1, 0x40, 0x00, 0x01];
+        assert_eq!(scan_markers(&jpeg), JpegMarkers::default());
+    }
+
+    #[test]
+    fn twelve_bit_is_unsupported() {
+        let markers = JpegMarkers {
+            frame_marker: Some(0xC1),
+            precision: Some(12),
+            ..JpegMarkers::default()
+        };
+        let error = reject_unsupported_coding(&markers).unwrap_err();
+        assert_eq!(error.status(), 415);
+        assert!(error.message().contains("12-bit"), "{}", error.message());
+    }
+
+    #[test]
+    fn ycc_grey_and_primaries() {
+        assert_eq!(ycc_to_rgb(128, 128, 128), [128, 128, 128]);
+        assert_eq!(ycc_to_rgb(255, 128, 128), [255, 255, 255]);
+        // Pure red in JFIF YCbCr is about (76, 85, 255).
+        let [red, green, blue] = ycc_to_rgb(76, 85, 255);
+        assert!(red >= 253, "red {red}");
+        assert!(green <= 2, "green {green}");
+        assert!(blue <= 2, "blue {blue}");
+    }
+
+    #[test]
+    fn missing_end_marker_is_truncation() {
+        let mut jpeg = vec![0xFF, 0xD8];
+        // An EXIF thumbnail's end marker before the scan does not count.
+        jpeg.extend_from_slice(&[0xFF, 0xE1, 0x00, 0x04, 0xFF, 0xD9]);
+        jpeg.extend_from_slice(&[0xFF, 0xDA, 0x00, 0x02, 0x12, 0x34]);
+        let markers = scan_markers(&jpeg);
+        let error = reject_truncated(&jpeg, &markers).unwrap_err();
+        assert!(error.message().contains("truncated"), "{}", error.message());
+        jpeg.extend_from_slice(&[0xFF, 0xD9, 0x00]);
+        assert!(reject_truncated(&jpeg, &markers).is_ok());
+    }
+}
