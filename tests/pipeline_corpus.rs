@@ -16,6 +16,7 @@ use imgflux::error::ApiError;
 use imgflux::options::{FormatRequest, ProcessOptions};
 use imgflux::pipeline::{process, Job, Limits, Output, OutputFormat};
 
+use support::compare::{mean_absolute_difference, rmse};
 use support::corpus::{
     expectations, read_corpus_file, CaseRequest, CorpusCase, Expected, BOMBS, ICC_CASES,
     ICC_REFERENCE, ORIENTATION_PHOTOS,
@@ -181,32 +182,6 @@ fn corpus_outcomes_match_expectations() {
         cases.len(),
         failures.join("\n")
     );
-}
-
-/// Mean absolute difference per channel sample, from 0 to 255.
-fn mean_absolute_difference(first: &DynamicImage, second: &DynamicImage) -> f64 {
-    let (first, second) = (first.to_rgb8(), second.to_rgb8());
-    assert_eq!(first.dimensions(), second.dimensions());
-    let total: u64 = first
-        .as_raw()
-        .iter()
-        .zip(second.as_raw())
-        .map(|(a, b)| u64::from(a.abs_diff(*b)))
-        .sum();
-    total as f64 / first.as_raw().len() as f64
-}
-
-/// Root mean square error per channel sample, as a fraction of full scale.
-fn rmse(first: &DynamicImage, second: &DynamicImage) -> f64 {
-    let (first, second) = (first.to_rgb8(), second.to_rgb8());
-    assert_eq!(first.dimensions(), second.dimensions());
-    let sum: f64 = first
-        .as_raw()
-        .iter()
-        .zip(second.as_raw())
-        .map(|(a, b)| (f64::from(*a) - f64::from(*b)).powi(2))
-        .sum();
-    (sum / first.as_raw().len() as f64).sqrt() / 255.0
 }
 
 fn width_600_png(path: &str) -> DynamicImage {

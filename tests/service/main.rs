@@ -2,8 +2,13 @@
 //! with raw HTTP requests and real images from the shared corpus.
 
 mod body_limit;
+mod corpus;
 mod endpoints;
 mod errors;
+mod hostile;
 mod process;
 mod shutdown;
 mod util;
+
+#[path = "../support/mod.rs"]
+mod support;

@@ -64,6 +64,11 @@ impl TestServer {
         }
     }
 
+    /// Returns the process id of the service.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Returns everything the service logged so far.
     pub fn log(&self) -> String {
         self.log.lock().unwrap().clone()
