@@ -4,6 +4,9 @@
 #
 # Usage: scripts/bench.sh [--quick]
 #
+# Exit status: 0 when every server passed the contract check, 3 when one
+# failed it (the report is written all the same), 1 on any other error.
+#
 # For every workload and connection count, each server gets a warm-up and then
 # a measured wrk run that POSTs a prebuilt multipart body. The script prints a
 # Markdown report and writes it to $BENCH_OUT_DIR/results.md. All servers run
@@ -89,6 +92,7 @@ declare -A SERVER_PID=()
 declare -A SERVER_VERSION=()
 SAMPLER_PID=""
 IMGFLUX=""
+FAILED_CHECKS=()
 
 log() { echo "bench: $*" >&2; }
 die() {
@@ -218,7 +222,7 @@ start_server() {
   ! port_in_use "$port" || die "port $port is already in use; stop that server or set BENCH_PORT_BASE"
 
   started=$EPOCHREALTIME
-  (launch_server "$server" "$port") >"$OUT_DIR/logs/$server.log" 2>&1 &
+  (launch_server "$server" "$port") >>"$OUT_DIR/logs/$server.log" 2>&1 &
   pid=$!
   SERVER_PID[$server]=$pid
   until probe_health "$port"; do
@@ -282,6 +286,7 @@ check_server() {
     result="passed"
   else
     result="FAILED: $(echo "$output" | head -n 3 | tr '\n\t' '  ')"
+    FAILED_CHECKS+=("$server")
     log "$server failed the contract check:"
     echo "$output" >&2
   fi
@@ -289,16 +294,19 @@ check_server() {
   record check server="$server" result="$result"
 }
 
+# Saves one reply per server and workload and records its size, a description
+# and the stage timings of servers that send Server-Timing (ImgFlux does).
 save_reply() {
-  local server=$1 workload=$2 file status
+  local server=$1 workload=$2 file status timing
   file=$OUT_DIR/replies/$server-$workload
-  status=$(curl -s -o "$file" -w '%{http_code}' --max-time 60 \
+  status=$(curl -s -o "$file" -D "$file.headers" -w '%{http_code}' --max-time 60 \
     -H "x-api-key: $API_KEY" -H "Content-Type: multipart/form-data; boundary=$BOUNDARY" \
     --data-binary "@$OUT_DIR/bodies/$workload.body" \
     "http://127.0.0.1:${SERVER_PORT[$server]}/process?${WORKLOAD_QUERY[$workload]}")
+  timing=$(sed -n 's/^[Ss]erver-[Tt]iming: *//p' "$file.headers" | tr -d '\r')
   if [[ $status == 200 ]]; then
     record reply server="$server" workload="$workload" bytes="$(stat -c %s "$file")" \
-      description="$(python3 "$HARNESS/benchtool.py" describe "$file")"
+      description="$(python3 "$HARNESS/benchtool.py" describe "$file")" timing="$timing"
   else
     record reply server="$server" workload="$workload" bytes="$(stat -c %s "$file")" description="status $status"
   fi
@@ -364,6 +372,7 @@ main() {
   local started load_start compilers_start server workload concurrency
   validate_settings
   mkdir -p "$OUT_DIR/logs" "$OUT_DIR/replies"
+  rm -f "$OUT_DIR"/logs/*.log
   : >"$RECORDS"
   exec {SLEEP_FD}<> <(:)
   trap stop_servers EXIT
@@ -409,6 +418,10 @@ main() {
   write_header "$started" "$load_start" "$compilers_start"
   python3 "$HARNESS/benchtool.py" report --records "$RECORDS" --header "$OUT_DIR/header.md" | tee "$OUT_DIR/results.md"
   log "report written to $OUT_DIR/results.md"
+  if ((${#FAILED_CHECKS[@]} > 0)); then
+    log "contract check failed for: ${FAILED_CHECKS[*]} (details in $OUT_DIR/logs/check-*.txt)"
+    exit 3
+  fi
 }
 
 main

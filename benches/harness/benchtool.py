@@ -499,11 +499,16 @@ def render_starts(starts, checks, replies):
         "",
         "### One reply per server and workload",
         "",
-        "| server | workload | bytes | reply |",
-        "| --- | --- | ---: | --- |",
+        "The stage timings come from the Server-Timing header of that one request, sent to an idle server.",
+        "",
+        "| server | workload | bytes | reply | Server-Timing (ms) |",
+        "| --- | --- | ---: | --- | --- |",
     ]
     for reply in replies:
-        lines.append(f"| {reply['server']} | {reply['workload']} | {reply['bytes']} | {reply['description']} |")
+        timing = reply.get("timing", "").replace(";dur=", " ")
+        lines.append(
+            f"| {reply['server']} | {reply['workload']} | {reply['bytes']} | {reply['description']} | {timing} |"
+        )
     lines.append("")
     return lines
 
