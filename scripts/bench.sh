@@ -325,6 +325,10 @@ run_cell() {
   if ((WARMUP > 0)); then
     run_wrk "$server" "$workload" "$concurrency" "$WARMUP" >/dev/null
   fi
+  # wrk closes its connections when the warm-up ends, but the server may
+  # still be working on the requests they carried.
+  python3 "$HARNESS/benchtool.py" wait-idle --pid "${SERVER_PID[$server]}" ||
+    log "$server is still busy before the measured run of $workload at $concurrency connections"
 
   exec {sampler_fd}< <(exec python3 "$HARNESS/benchtool.py" sample --pid "${SERVER_PID[$server]}")
   SAMPLER_PID=$!

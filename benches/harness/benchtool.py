@@ -101,6 +101,23 @@ def command_rss(args):
     print(sum(read_rss_kib(pid) for pid in find_tree(args.pid, table)))
 
 
+def command_wait_idle(args):
+    """Wait until a process tree uses under 5 % of one CPU over 200 ms, so
+    requests left over from a warm-up do not overlap the measured run."""
+    deadline = time.monotonic() + args.timeout
+    window_s = 0.2
+    idle_ticks = 0.05 * window_s * CLOCK_TICKS
+    while time.monotonic() < deadline:
+        table = read_process_table()
+        before = tree_cpu_ticks(find_tree(args.pid, table), table)
+        time.sleep(window_s)
+        table = read_process_table()
+        if tree_cpu_ticks(find_tree(args.pid, table), table) - before <= idle_ticks:
+            return 0
+    print(f"process tree {args.pid} still busy after {args.timeout} s", file=sys.stderr)
+    return 1
+
+
 def command_sample(args):
     """Sample the summed VmRSS of a process tree until SIGTERM, then print the
     peak and the CPU time the tree and the whole machine used meanwhile."""
@@ -544,6 +561,11 @@ def main():
     rss = commands.add_parser("rss", help="print a process tree's summed VmRSS in KiB")
     rss.add_argument("--pid", type=int, required=True)
     rss.set_defaults(run=command_rss)
+
+    wait_idle = commands.add_parser("wait-idle", help="wait until a process tree is idle")
+    wait_idle.add_argument("--pid", type=int, required=True)
+    wait_idle.add_argument("--timeout", type=float, default=60, help="seconds to wait at most")
+    wait_idle.set_defaults(run=command_wait_idle)
 
     describe = commands.add_parser("describe", help="describe a PNG or JPEG reply in one line")
     describe.add_argument("file")
