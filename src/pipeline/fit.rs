@@ -124,12 +124,16 @@ pub fn jpeg_shrink(
         .unwrap_or(1)
 }
 
-/// Rejects an output larger than its format can store: 16383 px per side
-/// for WebP, 65535 for JPEG and GIF.
+/// Maximum JPEG side that libjpeg-turbo writes (its `JPEG_MAX_DIMENSION`),
+/// below the format's own 65535.
+pub const MAX_JPEG_SIDE: u32 = 65500;
+
+/// Rejects an output larger than its format or encoder can store: 16383 px
+/// per side for WebP, 65500 for JPEG and 65535 for GIF.
 pub fn check_format_limits(canvas: (u32, u32), format: OutputFormat) -> Result<(), ApiError> {
     let (name, max_side) = match format {
         OutputFormat::Webp => ("WebP", 16383),
-        OutputFormat::Jpeg => ("JPEG", 65535),
+        OutputFormat::Jpeg => ("JPEG", MAX_JPEG_SIDE),
         OutputFormat::Gif => ("GIF", 65535),
         OutputFormat::Png => return Ok(()),
     };

@@ -22,6 +22,7 @@
 //! bytes between segments, which some cameras write, do not fail a whole
 //! photo.
 
+use std::io;
 use std::panic::{self, AssertUnwindSafe};
 
 use image::{DynamicImage, GrayImage, RgbImage};
@@ -184,17 +185,15 @@ pub struct DecodedJpeg {
 /// Decodes grey, YCbCr or RGB scans with libjpeg-turbo, each side scaled
 /// by 1/`shrink` (1, 2, 4 or 8) and rounded up.
 ///
-/// The `mozjpeg` crate reports libjpeg's fatal errors by unwinding out of
-/// the C code (built with `-fexceptions`), so the calls run under
-/// `catch_unwind` and the error becomes a 422. Warnings, such as corrupt
-/// entropy data, are ignored and the decode goes on, as zune-jpeg's
-/// lenient mode does.
+/// libjpeg's fatal errors become a 422. Warnings, such as corrupt entropy
+/// data, are ignored and the decode goes on, as zune-jpeg's lenient mode
+/// does.
 fn decode_with_libjpeg(input: &[u8], grey: bool, shrink: u32) -> Result<DynamicImage, ApiError> {
     let numerator = match shrink {
         1 | 2 | 4 | 8 => (8 / shrink) as u8,
         other => return Err(ApiError::Internal(format!("invalid JPEG shrink {other}"))),
     };
-    let decode = || -> std::io::Result<Option<DynamicImage>> {
+    let decode = || -> io::Result<Option<DynamicImage>> {
         let mut decompress = mozjpeg::Decompress::new_mem(input)?;
         decompress.scale(numerator);
         let mut started = if grey {
@@ -212,15 +211,27 @@ fn decode_with_libjpeg(input: &[u8], grey: bool, shrink: u32) -> Result<DynamicI
         };
         Ok(image)
     };
-    match panic::catch_unwind(AssertUnwindSafe(decode)) {
-        Ok(Ok(Some(image))) => Ok(image),
-        Ok(Ok(None)) => Err(ApiError::Internal("JPEG buffer size mismatch".into())),
-        Ok(Err(error)) if error.kind() == std::io::ErrorKind::UnexpectedEof => Err(
+    match catch_libjpeg(decode) {
+        Ok(Some(image)) => Ok(image),
+        Ok(None) => Err(ApiError::Internal("JPEG buffer size mismatch".into())),
+        Err(error) if error.kind() == io::ErrorKind::UnexpectedEof => Err(
             ApiError::UndecodableImage("the JPEG data ends early (truncated)".into()),
         ),
-        Ok(Err(error)) => Err(ApiError::UndecodableImage(super::decode::short_reason(
+        Err(error) => Err(ApiError::UndecodableImage(super::decode::short_reason(
             &error.to_string(),
         ))),
+    }
+}
+
+/// Runs calls into the `mozjpeg` crate and returns libjpeg's fatal errors
+/// as `io::Error`s.
+///
+/// The crate reports those errors by unwinding out of the C code (built
+/// with `-fexceptions`), so the calls run under `catch_unwind`. The
+/// unwinding needs `panic = "unwind"`, which the release profile sets.
+pub fn catch_libjpeg<T>(calls: impl FnOnce() -> io::Result<T>) -> io::Result<T> {
+    match panic::catch_unwind(AssertUnwindSafe(calls)) {
+        Ok(result) => result,
         Err(payload) => {
             let message = payload
                 .downcast_ref::<String>()
@@ -229,9 +240,7 @@ fn decode_with_libjpeg(input: &[u8], grey: bool, shrink: u32) -> Result<DynamicI
             let message = message
                 .strip_prefix("libjpeg fatal error: ")
                 .unwrap_or(message);
-            Err(ApiError::UndecodableImage(super::decode::short_reason(
-                message,
-            )))
+            Err(io::Error::other(message.to_string()))
         }
     }
 }
