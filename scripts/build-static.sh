@@ -8,8 +8,8 @@
 #   Extra arguments after `--` go to `cargo build`, e.g. `-- --features alloc`.
 #
 # On a Debian machine that has only rustup's toolchain, the script installs
-# what is missing: the musl target (rustup) and musl-tools, file and binutils
-# (apt-get, which needs root). It honours CARGO_TARGET_DIR.
+# what is missing: the musl target (rustup) and musl-tools, file, binutils
+# and nasm (apt-get, which needs root). It honours CARGO_TARGET_DIR.
 set -euo pipefail
 
 readonly TARGET=x86_64-unknown-linux-musl
@@ -58,6 +58,9 @@ install_missing_packages() {
     command -v file >/dev/null || missing+=(file)
     command -v readelf >/dev/null || missing+=(binutils)
     command -v strip >/dev/null || missing+=(binutils)
+    # mozjpeg-sys assembles libjpeg-turbo's SIMD code with nasm and silently
+    # builds the slower plain C code without it.
+    command -v nasm >/dev/null || missing+=(nasm)
     [[ ${#missing[@]} -eq 0 ]] && return 0
 
     [[ $EUID -eq 0 ]] || die "missing packages ${missing[*]}; run as root or install them"

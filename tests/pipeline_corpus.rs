@@ -216,6 +216,30 @@ fn orientations_match_upright_photo() {
 }
 
 #[test]
+fn jpeg_shrink_on_load_matches_full_decode() {
+    // The upright photo is 1800x1200, so w=600 is decoded at 1/2 size
+    // (900x600) and w=225 at 1/4 (450x300) before the final Lanczos3.
+    let input = read_corpus_file(ORIENTATION_PHOTOS[0]);
+    let full = decode(&input);
+    for width in [600, 450, 225] {
+        let options = ProcessOptions {
+            width: Some(width),
+            ..ProcessOptions::default()
+        };
+        let output = run(&input, &options).expect("the photo processes");
+        let shrunk = decode(&output.bytes);
+        let height = width * 2 / 3;
+        assert_eq!((shrunk.width(), shrunk.height()), (width, height));
+        let reference = full.resize_exact(width, height, image::imageops::FilterType::Lanczos3);
+        let difference = mean_absolute_difference(&reference, &shrunk);
+        assert!(
+            difference < 2.0,
+            "w={width}: mean difference {difference:.2} from a full-size decode"
+        );
+    }
+}
+
+#[test]
 fn icc_profiles_convert_to_srgb() {
     let reference = decode(&read_corpus_file(ICC_REFERENCE));
     for (path, limit) in ICC_CASES {

@@ -30,7 +30,7 @@ use crate::error::ApiError;
 
 use super::animation::{self, GifSource, WebpSource};
 use super::jpeg::{self, JpegSource};
-use super::{format, orient, Context, Frame, InputFormat, Limits};
+use super::{fit, format, orient, Context, Frame, InputFormat, Limits};
 
 /// A parsed header whose pixels have not been decoded yet.
 pub enum Source<'a> {
@@ -84,9 +84,17 @@ pub fn stage(context: &mut Context<'_>) -> Result<(), ApiError> {
     match source {
         Source::Jpeg(source) => {
             context.orientation = orient::from_exif(source.exif());
-            let (image, icc_profile) = source.decode()?;
-            context.icc_profile = icc_profile;
-            context.frames = vec![still_frame(image)];
+            let job = context.job;
+            let shrink = fit::jpeg_shrink(
+                context.stored_size,
+                context.orientation,
+                job.options,
+                job.limits,
+            );
+            let decoded = source.decode(shrink)?;
+            context.icc_profile = decoded.icc_profile;
+            context.decode_shrink = decoded.shrink;
+            context.frames = vec![still_frame(decoded.image)];
         }
         Source::Image(decoder) => {
             let (image, icc_profile, orientation) = decode_with_image(decoder)?;

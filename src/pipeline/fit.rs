@@ -7,6 +7,8 @@
 //! requested value, and no side is ever rounded down to 0 px. The result is
 //! checked against the output limits before any pixel work starts.
 
+use image::metadata::Orientation;
+
 use crate::error::ApiError;
 use crate::options::{Fit, Gravity, ProcessOptions};
 
@@ -36,6 +38,18 @@ impl CropRect {
     /// Returns whether the rectangle covers a whole image of `size`.
     pub fn is_full(&self, size: (u32, u32)) -> bool {
         *self == CropRect::full(size)
+    }
+
+    /// Returns the rectangle in the coordinates of an image shrunk by
+    /// `shrink` in both directions.
+    pub fn shrunk(&self, shrink: u32) -> CropRect {
+        let shrink = f64::from(shrink);
+        CropRect {
+            left: self.left / shrink,
+            top: self.top / shrink,
+            width: self.width / shrink,
+            height: self.height / shrink,
+        }
     }
 }
 
@@ -68,26 +82,58 @@ impl Geometry {
     }
 }
 
-/// Stage: computes the geometry from the displayed size of the first frame.
+/// Stage: computes the geometry from the displayed size of the source.
+///
+/// The geometry refers to the stored size from the header, even when the
+/// JPEG decoder has already shrunk the pixels. `resize` maps the crop onto
+/// the shrunk image.
 pub fn stage(context: &mut Context<'_>) -> Result<(), ApiError> {
-    let frame = context
-        .frames
-        .first()
-        .ok_or_else(|| ApiError::Internal("fit ran without a decoded frame".into()))?;
-    let stored = (frame.image.width(), frame.image.height());
-    let displayed = orient::displayed_size(stored, context.orientation);
+    let displayed = orient::displayed_size(context.stored_size, context.orientation);
     let geometry = compute(displayed, context.job.options, context.job.limits)?;
     check_format_limits(geometry.canvas, context.output_format)?;
     context.geometry = Some(geometry);
     Ok(())
 }
 
-/// Rejects an output larger than its format can store: 16383 px per side
-/// for WebP, 65535 for JPEG and GIF.
+/// Returns the largest JPEG shrink-on-load factor (8, 4, 2, or 1 for none)
+/// that still leaves at least the output's pixels in both directions.
+///
+/// The decoder then delivers about `stored / shrink` pixels per side, and
+/// the resize that follows never enlarges, so the output keeps the detail
+/// of a full-size decode up to the DCT-domain filter. Invalid requests get
+/// 1 here and their error from [`stage`].
+pub fn jpeg_shrink(
+    stored: (u32, u32),
+    orientation: Orientation,
+    options: &ProcessOptions,
+    limits: &Limits,
+) -> u32 {
+    let displayed = orient::displayed_size(stored, orientation);
+    let Ok(geometry) = compute(displayed, options, limits) else {
+        return 1;
+    };
+    let crop = orient::crop_to_stored(geometry.crop, stored, orientation);
+    let target = orient::to_stored_size(geometry.scaled, orientation);
+    [8, 4, 2]
+        .into_iter()
+        .find(|&shrink| {
+            let shrink_f = f64::from(shrink);
+            crop.width / shrink_f >= f64::from(target.0)
+                && crop.height / shrink_f >= f64::from(target.1)
+        })
+        .unwrap_or(1)
+}
+
+/// Maximum JPEG side that libjpeg-turbo writes (its `JPEG_MAX_DIMENSION`),
+/// below the format's own 65535.
+pub const MAX_JPEG_SIDE: u32 = 65500;
+
+/// Rejects an output larger than its format or encoder can store: 16383 px
+/// per side for WebP, 65500 for JPEG and 65535 for GIF.
 pub fn check_format_limits(canvas: (u32, u32), format: OutputFormat) -> Result<(), ApiError> {
     let (name, max_side) = match format {
         OutputFormat::Webp => ("WebP", 16383),
-        OutputFormat::Jpeg => ("JPEG", 65535),
+        OutputFormat::Jpeg => ("JPEG", MAX_JPEG_SIDE),
         OutputFormat::Gif => ("GIF", 65535),
         OutputFormat::Png => return Ok(()),
     };
@@ -591,6 +637,87 @@ mod tests {
         let result = geometry((10, 5), &request(Some(10), Some(10), Fit::Contain));
         assert_eq!(result.scaled, (10, 5));
         assert_eq!(result.offset, (0, 2));
+    }
+
+    fn shrink(stored: (u32, u32), orientation: Orientation, options: &ProcessOptions) -> u32 {
+        jpeg_shrink(stored, orientation, options, &Limits::default())
+    }
+
+    #[test]
+    fn jpeg_shrink_keeps_target_covered() {
+        let upright = Orientation::NoTransforms;
+        let width = |value| request(Some(value), None, Fit::Inside);
+        assert_eq!(shrink((1600, 1200), upright, &width(800)), 2);
+        assert_eq!(shrink((1600, 1200), upright, &width(801)), 1);
+        assert_eq!(shrink((1600, 1200), upright, &width(400)), 4);
+        assert_eq!(shrink((1600, 1200), upright, &width(399)), 4);
+        assert_eq!(shrink((1600, 1200), upright, &width(200)), 8);
+        assert_eq!(shrink((1600, 1200), upright, &width(16)), 8);
+        assert_eq!(shrink((4032, 3024), upright, &width(1024)), 2);
+        assert_eq!(shrink((4032, 3024), upright, &width(1008)), 4);
+    }
+
+    #[test]
+    fn jpeg_shrink_is_one_without_downscale() {
+        let upright = Orientation::NoTransforms;
+        let unscaled = request(None, None, Fit::Inside);
+        assert_eq!(shrink((1600, 1200), upright, &unscaled), 1);
+        assert_eq!(
+            shrink((100, 100), upright, &request(Some(400), None, Fit::Inside)),
+            1
+        );
+        let mut no_enlarge = request(Some(400), None, Fit::Inside);
+        no_enlarge.enlarge = false;
+        assert_eq!(shrink((100, 100), upright, &no_enlarge), 1);
+        // An invalid request gets its error from the fit stage, not here.
+        assert_eq!(shrink((100, 100), upright, &width_over_limit()), 1);
+    }
+
+    fn width_over_limit() -> ProcessOptions {
+        request(
+            Some(Limits::default().max_output_side + 1),
+            None,
+            Fit::Inside,
+        )
+    }
+
+    #[test]
+    fn jpeg_shrink_uses_stored_axes() {
+        // Stored 1200x1600 and turned to 1600x1200: w=400 is 400x300
+        // displayed, 300x400 stored, which 1/4 of the stored size covers.
+        let options = request(Some(400), None, Fit::Inside);
+        assert_eq!(shrink((1200, 1600), Orientation::Rotate90, &options), 4);
+        // A box that is tall when displayed, on a photo stored wide.
+        let tall = request(Some(150), Some(800), Fit::Fill);
+        assert_eq!(shrink((1600, 1200), Orientation::NoTransforms, &tall), 1);
+        assert_eq!(shrink((1600, 1200), Orientation::Rotate270, &tall), 2);
+    }
+
+    #[test]
+    fn jpeg_shrink_counts_only_the_crop() {
+        // fit=cover keeps a 1200x1200 square of a 1600x1200 photo.
+        let square = request(Some(300), Some(300), Fit::Cover);
+        assert_eq!(shrink((1600, 1200), Orientation::NoTransforms, &square), 4);
+        let larger = request(Some(301), Some(301), Fit::Cover);
+        assert_eq!(shrink((1600, 1200), Orientation::NoTransforms, &larger), 2);
+    }
+
+    #[test]
+    fn crop_shrinks_every_edge() {
+        let crop = CropRect {
+            left: 10.0,
+            top: 20.0,
+            width: 300.0,
+            height: 5.0,
+        };
+        let expected = CropRect {
+            left: 2.5,
+            top: 5.0,
+            width: 75.0,
+            height: 1.25,
+        };
+        assert_eq!(crop.shrunk(4), expected);
+        assert_eq!(crop.shrunk(1), crop);
     }
 
     #[test]

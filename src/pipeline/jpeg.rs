@@ -1,16 +1,29 @@
-//! JPEG decoding with zune-jpeg, directly over the request's bytes.
+//! JPEG decoding directly over the request's bytes.
+//!
+//! zune-jpeg reads the headers (size, colour space, EXIF and ICC profile).
+//! Grey, YCbCr and RGB scans are decoded by libjpeg-turbo (through the
+//! `mozjpeg` crate), which can scale the image by 1/2, 1/4 or 1/8 while it
+//! decodes: it runs a smaller inverse DCT on each 8×8 block, so a photo
+//! shrunk for a thumbnail never exists at full size. This shrink-on-load
+//! is what libvips and Pillow do too. CMYK and YCCK scans, which are rare,
+//! are decoded at full size by zune-jpeg into raw samples that
+//! `color::cmyk_to_srgb` converts through their profile.
 //!
 //! JPEG does not go through `image::ImageReader`, for two reasons. The
 //! `image` wrapper copies the whole input into a `Vec` first, and it turns
 //! CMYK into RGB with a naive formula before an embedded CMYK profile could
-//! be applied. Here the decoder reads the borrowed input, and CMYK and YCCK
-//! scans come out as raw samples that `color::cmyk_to_srgb` converts.
+//! be applied.
 //!
 //! A file whose scan data is not followed by an end-of-image marker is
 //! rejected as truncated (422), the same policy as for every other format,
 //! because a half-grey thumbnail returned with 200 would be cached as if it
-//! were right. The decoder itself runs in its lenient mode, so stray bytes
-//! between segments, which some cameras write, do not fail a whole photo.
+//! were right. Both decoders otherwise run leniently (zune-jpeg in its
+//! non-strict mode, libjpeg-turbo with its warnings ignored), so stray
+//! bytes between segments, which some cameras write, do not fail a whole
+//! photo.
+
+use std::io;
+use std::panic::{self, AssertUnwindSafe};
 
 use image::{DynamicImage, GrayImage, RgbImage};
 use zune_core::bytestream::ZCursor;
@@ -25,6 +38,7 @@ use super::color;
 
 /// A JPEG whose headers have been read but whose scans have not.
 pub struct JpegSource<'a> {
+    input: &'a [u8],
     decoder: JpegDecoder<ZCursor<&'a [u8]>>,
     colorspace: ColorSpace,
     adobe_transform: Option<u8>,
@@ -64,6 +78,7 @@ pub fn probe(input: &[u8]) -> Result<JpegSource<'_>, ApiError> {
         .input_colorspace()
         .ok_or_else(|| ApiError::Internal("JPEG headers decoded without a colour space".into()))?;
     Ok(JpegSource {
+        input,
         decoder,
         colorspace,
         adobe_transform: markers.adobe_transform,
@@ -88,19 +103,36 @@ impl JpegSource<'_> {
         self.decoder.exif().map(Vec::as_slice)
     }
 
-    /// Decodes the scans to 8-bit grey or sRGB.
+    /// Decodes the scans to 8-bit grey or sRGB, scaled down by `shrink`
+    /// (1, 2, 4 or 8) where the colour space allows it.
     ///
-    /// Returns the image and the profile that still applies to it: CMYK
-    /// images are converted through their profile here, so for them the
-    /// profile is consumed and `None` is returned.
-    pub fn decode(mut self) -> Result<(DynamicImage, Option<Vec<u8>>), ApiError> {
+    /// The result records the shrink that was applied, because CMYK and
+    /// YCCK images are always decoded at full size. It also carries the profile that still
+    /// applies to the pixels, which is `None` for CMYK and YCCK because
+    /// they are converted through their profile here.
+    pub fn decode(self, shrink: u32) -> Result<DecodedJpeg, ApiError> {
         let icc = self.icc_profile();
-        let output_colorspace = match self.colorspace {
-            ColorSpace::Luma => ColorSpace::Luma,
-            ColorSpace::CMYK => ColorSpace::CMYK,
-            ColorSpace::YCCK => ColorSpace::YCCK,
-            _ => ColorSpace::RGB,
-        };
+        if !matches!(self.colorspace, ColorSpace::CMYK | ColorSpace::YCCK) {
+            let grey = self.colorspace == ColorSpace::Luma;
+            let image = decode_with_libjpeg(self.input, grey, shrink)?;
+            return Ok(DecodedJpeg {
+                image,
+                icc_profile: icc,
+                shrink,
+            });
+        }
+        let image = self.decode_cmyk(icc.as_deref())?;
+        Ok(DecodedJpeg {
+            image,
+            icc_profile: None,
+            shrink: 1,
+        })
+    }
+
+    /// Decodes CMYK or YCCK scans at full size with zune-jpeg and converts
+    /// them to sRGB with `color::cmyk_to_srgb`.
+    fn decode_cmyk(mut self, icc: Option<&[u8]>) -> Result<DynamicImage, ApiError> {
+        let output_colorspace = self.colorspace;
         let options = self
             .decoder
             .options()
@@ -110,21 +142,11 @@ impl JpegSource<'_> {
         let mut samples = vec![0u8; pixels * output_colorspace.num_components()];
         self.decoder.decode_into(&mut samples).map_err(map_error)?;
 
-        let (width, height) = (self.width, self.height);
-        let image = match output_colorspace {
-            ColorSpace::Luma => GrayImage::from_raw(width, height, samples).map(DynamicImage::from),
-            ColorSpace::RGB => RgbImage::from_raw(width, height, samples).map(DynamicImage::from),
-            _ => {
-                self.cmyk_samples_to_inks(&mut samples);
-                let rgb = color::cmyk_to_srgb(&samples, icc.as_deref());
-                let image = RgbImage::from_raw(width, height, rgb).map(DynamicImage::from);
-                return image
-                    .map(|image| (image, None))
-                    .ok_or_else(|| ApiError::Internal("CMYK buffer size mismatch".into()));
-            }
-        };
-        let image = image.ok_or_else(|| ApiError::Internal("JPEG buffer size mismatch".into()))?;
-        Ok((image, icc))
+        self.cmyk_samples_to_inks(&mut samples);
+        let rgb = color::cmyk_to_srgb(&samples, icc);
+        RgbImage::from_raw(self.width, self.height, rgb)
+            .map(DynamicImage::from)
+            .ok_or_else(|| ApiError::Internal("CMYK buffer size mismatch".into()))
     }
 
     /// Turns decoded CMYK or YCCK samples into ink amounts, 0 meaning no ink.
@@ -146,6 +168,79 @@ impl JpegSource<'_> {
             for sample in samples.iter_mut() {
                 *sample = 255 - *sample;
             }
+        }
+    }
+}
+
+/// Decoded pixels and what still has to be done to them.
+pub struct DecodedJpeg {
+    pub image: DynamicImage,
+    /// Embedded ICC profile that still applies to `image`.
+    pub icc_profile: Option<Vec<u8>>,
+    /// The factor the image was shrunk by while decoding: each side is
+    /// the stored side divided by `shrink`, rounded up.
+    pub shrink: u32,
+}
+
+/// Decodes grey, YCbCr or RGB scans with libjpeg-turbo, each side scaled
+/// by 1/`shrink` (1, 2, 4 or 8) and rounded up.
+///
+/// libjpeg's fatal errors become a 422. Warnings, such as corrupt entropy
+/// data, are ignored and the decode goes on, as zune-jpeg's lenient mode
+/// does.
+fn decode_with_libjpeg(input: &[u8], grey: bool, shrink: u32) -> Result<DynamicImage, ApiError> {
+    let numerator = match shrink {
+        1 | 2 | 4 | 8 => (8 / shrink) as u8,
+        other => return Err(ApiError::Internal(format!("invalid JPEG shrink {other}"))),
+    };
+    let decode = || -> io::Result<Option<DynamicImage>> {
+        let mut decompress = mozjpeg::Decompress::new_mem(input)?;
+        decompress.scale(numerator);
+        let mut started = if grey {
+            decompress.grayscale()?
+        } else {
+            decompress.rgb()?
+        };
+        let (width, height) = (started.width() as u32, started.height() as u32);
+        let samples: Vec<u8> = started.read_scanlines()?;
+        started.finish()?;
+        let image = if grey {
+            GrayImage::from_raw(width, height, samples).map(DynamicImage::from)
+        } else {
+            RgbImage::from_raw(width, height, samples).map(DynamicImage::from)
+        };
+        Ok(image)
+    };
+    match catch_libjpeg(decode) {
+        Ok(Some(image)) => Ok(image),
+        Ok(None) => Err(ApiError::Internal("JPEG buffer size mismatch".into())),
+        Err(error) if error.kind() == io::ErrorKind::UnexpectedEof => Err(
+            ApiError::UndecodableImage("the JPEG data ends early (truncated)".into()),
+        ),
+        Err(error) => Err(ApiError::UndecodableImage(super::decode::short_reason(
+            &error.to_string(),
+        ))),
+    }
+}
+
+/// Runs calls into the `mozjpeg` crate and returns libjpeg's fatal errors
+/// as `io::Error`s.
+///
+/// The crate reports those errors by unwinding out of the C code (built
+/// with `-fexceptions`), so the calls run under `catch_unwind`. The
+/// unwinding needs `panic = "unwind"`, which the release profile sets.
+pub fn catch_libjpeg<T>(calls: impl FnOnce() -> io::Result<T>) -> io::Result<T> {
+    match panic::catch_unwind(AssertUnwindSafe(calls)) {
+        Ok(result) => result,
+        Err(payload) => {
+            let message = payload
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .unwrap_or("libjpeg failed without a message");
+            let message = message
+                .strip_prefix("libjpeg fatal error: ")
+                .unwrap_or(message);
+            Err(io::Error::other(message.to_string()))
         }
     }
 }
@@ -342,6 +437,27 @@ mod tests {
         assert!(red >= 253, "red {red}");
         assert!(green <= 2, "green {green}");
         assert!(blue <= 2, "blue {blue}");
+    }
+
+    #[test]
+    fn libjpeg_fatal_error_is_422() {
+        // Start and end of image with nothing between: libjpeg's error exit
+        // unwinds out of the C code and must come back as an error.
+        let error = decode_with_libjpeg(&[0xFF, 0xD8, 0xFF, 0xD9], false, 2).unwrap_err();
+        assert_eq!(error.status(), 422);
+        assert!(
+            !error.message().starts_with("libjpeg fatal error"),
+            "{}",
+            error.message()
+        );
+        let error = decode_with_libjpeg(b"not a JPEG file", true, 1).unwrap_err();
+        assert_eq!(error.status(), 422);
+    }
+
+    #[test]
+    fn libjpeg_rejects_other_shrinks() {
+        let error = decode_with_libjpeg(&[0xFF, 0xD8, 0xFF, 0xD9], false, 3).unwrap_err();
+        assert_eq!(error.status(), 500);
     }
 
     #[test]

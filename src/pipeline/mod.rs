@@ -5,7 +5,8 @@
 //! cheap checks come first: the format is sniffed from the magic bytes, and
 //! the header is probed against the pixel and frame limits before any pixel
 //! buffer is allocated. Pixels are decoded once and resized at the input's
-//! own bit depth (8-bit inputs stay 8-bit). A stage with nothing to do (no
+//! own bit depth (8-bit inputs stay 8-bit). A JPEG is shrunk by 1/2, 1/4 or
+//! 1/8 while it is decoded when the output is that much smaller. A stage with nothing to do (no
 //! profile, no rotation, the target equal to the source) returns at once.
 //!
 //! Outputs are sRGB, upright, and carry no metadata: no EXIF, XMP, comments
@@ -150,6 +151,9 @@ struct Context<'a> {
     source: Option<decode::Source<'a>>,
     /// Width and height as stored, before orientation.
     stored_size: (u32, u32),
+    /// Factor by which the JPEG decoder shrank each side of `frames`
+    /// (1, 2, 4 or 8); 1 for every other format.
+    decode_shrink: u32,
     /// EXIF orientation, applied after the resize.
     orientation: Orientation,
     /// Embedded ICC profile that still applies to `frames`.
@@ -206,6 +210,7 @@ pub fn process(input: &[u8], job: &Job<'_>) -> Result<Output, ApiError> {
         varies_on_accept: false,
         source: None,
         stored_size: (0, 0),
+        decode_shrink: 1,
         orientation: Orientation::NoTransforms,
         icc_profile: None,
         frames: Vec::new(),

@@ -10,7 +10,8 @@
 //!
 //! The resize runs in stored orientation: the crop and the target size are
 //! mapped back from displayed coordinates, and `orient` rotates the small
-//! result afterwards.
+//! result afterwards. When the JPEG decoder has shrunk the image already,
+//! the crop is divided by the same factor.
 
 use std::cell::RefCell;
 
@@ -37,8 +38,8 @@ pub fn stage(context: &mut Context<'_>) -> Result<(), ApiError> {
         .ok_or_else(|| ApiError::Internal("resize ran before fit".into()))?;
     for frame in &mut context.frames {
         check_deadline(context.job)?;
-        let stored = (frame.image.width(), frame.image.height());
-        let crop = orient::crop_to_stored(geometry.crop, stored, context.orientation);
+        let crop = orient::crop_to_stored(geometry.crop, context.stored_size, context.orientation)
+            .shrunk(context.decode_shrink);
         let target = orient::to_stored_size(geometry.scaled, context.orientation);
         let image = std::mem::take(&mut frame.image);
         frame.image = resize(image, crop, target)?;

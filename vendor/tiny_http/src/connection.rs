@@ -25,9 +25,17 @@ impl Listener {
 
     pub(crate) fn accept(&self) -> std::io::Result<(Connection, Option<SocketAddr>)> {
         match self {
-            Self::Tcp(l) => l
-                .accept()
-                .map(|(conn, addr)| (Connection::from(conn), Some(addr))),
+            Self::Tcp(l) => {
+                let (conn, addr) = l.accept()?;
+                // The head and the body of a response go out in separate
+                // writes. With Nagle's algorithm on, the body's last segment
+                // waits for the ACK of the head, which a client that delays
+                // its ACKs sends only after about 40 ms.
+                if let Err(error) = conn.set_nodelay(true) {
+                    log::warn!("Could not set TCP_NODELAY on {}: {}", addr, error);
+                }
+                Ok((Connection::from(conn), Some(addr)))
+            }
             #[cfg(unix)]
             Self::Unix(l) => l.accept().map(|(conn, _)| (Connection::from(conn), None)),
         }
