@@ -23,6 +23,8 @@
 #   BENCH_PORT_BASE      first port; imgflux, sharp and pillow use it and the next two (default: 3100)
 #   BENCH_OUT_DIR        report, records, logs and replies (default: target/bench)
 #   BENCH_SHARED_DIR     folder with bench-images/ and corpus/ (default: ../shared beside the repository)
+#   BENCH_NICE           nice value for the servers and wrk (default: -10 as root, else 0), so that
+#                        other work on a shared machine takes less CPU time from the measurement
 #   IMGFLUX_BIN          imgflux binary to run; without it the script runs cargo build --release
 # The servers inherit the rest of the environment, so IMGFLUX_* settings,
 # RUST_LOG, PILLOW_WORKERS, PILLOW_THREADS and UV_THREADPOOL_SIZE apply.
@@ -66,6 +68,8 @@ CONCURRENCIES=(${BENCH_CONCURRENCIES:-1 4 16})
 DURATION=${BENCH_DURATION:-$DEFAULT_DURATION}
 WARMUP=${BENCH_WARMUP:-$DEFAULT_WARMUP}
 RESTART=${BENCH_RESTART:-workload}
+if ((EUID == 0)); then DEFAULT_NICE=-10; else DEFAULT_NICE=0; fi
+NICE=${BENCH_NICE:-$DEFAULT_NICE}
 PORT_BASE=${BENCH_PORT_BASE:-3100}
 # Absolute, because the peers start in their own folders.
 OUT_DIR=$(realpath -m "${BENCH_OUT_DIR:-$ROOT/target/bench}")
@@ -113,6 +117,7 @@ validate_settings() {
   done
   [[ $DURATION =~ ^[1-9][0-9]*$ ]] || die "BENCH_DURATION: '$DURATION' is not a positive whole number of seconds"
   [[ $WARMUP =~ ^[0-9]+$ ]] || die "BENCH_WARMUP: '$WARMUP' is not a whole number of seconds"
+  [[ $NICE =~ ^-?[0-9]+$ ]] || die "BENCH_NICE: '$NICE' is not an integer from -20 to 19"
   [[ $RESTART == workload || $RESTART == never ]] || die "BENCH_RESTART: '$RESTART' is not workload or never"
   [[ -d $IMAGES ]] || die "benchmark images not found in $IMAGES; set BENCH_SHARED_DIR"
   ((${#SERVERS[@]} > 0)) || die "BENCH_SERVERS is empty"
@@ -203,14 +208,14 @@ launch_server() {
   local server=$1 port=$2
   case $server in
     imgflux)
-      HOST=127.0.0.1 PORT=$port API_KEYS=$API_KEY RUST_LOG=${RUST_LOG:-info} exec "$IMGFLUX"
+      HOST=127.0.0.1 PORT=$port API_KEYS=$API_KEY RUST_LOG=${RUST_LOG:-info} exec nice -n "$NICE" "$IMGFLUX"
       ;;
     sharp)
-      cd "$PEERS/sharp" && HOST=127.0.0.1 PORT=$port API_KEYS=$API_KEY exec node server.js
+      cd "$PEERS/sharp" && HOST=127.0.0.1 PORT=$port API_KEYS=$API_KEY exec nice -n "$NICE" node server.js
       ;;
     pillow)
       cd "$PEERS/pillow" && HOST=127.0.0.1 PORT=$port API_KEYS=$API_KEY \
-        exec "$VENV/bin/gunicorn" -c gunicorn.conf.py server:app
+        exec nice -n "$NICE" "$VENV/bin/gunicorn" -c gunicorn.conf.py server:app
       ;;
   esac
 }
@@ -315,7 +320,7 @@ save_reply() {
 run_wrk() {
   local server=$1 workload=$2 concurrency=$3 seconds=$4
   BENCH_BODY_FILE=$OUT_DIR/bodies/$workload.body BENCH_BOUNDARY=$BOUNDARY BENCH_API_KEY=$API_KEY \
-    wrk -t1 -c"$concurrency" -d"${seconds}s" --timeout "$WRK_TIMEOUT" -s "$HARNESS/post_body.lua" \
+    nice -n "$NICE" wrk -t1 -c"$concurrency" -d"${seconds}s" --timeout "$WRK_TIMEOUT" -s "$HARNESS/post_body.lua" \
     "http://127.0.0.1:${SERVER_PORT[$server]}/process?${WORKLOAD_QUERY[$workload]}"
 }
 
@@ -364,10 +369,10 @@ write_header() {
 - Command: \`BENCH_SERVERS="${SERVERS[*]}" BENCH_WORKLOADS="${WORKLOADS[*]}" BENCH_CONCURRENCIES="${CONCURRENCIES[*]}" BENCH_DURATION=$DURATION BENCH_WARMUP=$WARMUP BENCH_RESTART=$RESTART $COMMAND_LINE\`
 - Repository commit: \`$commit\`; imgflux binary: \`${IMGFLUX:-not run}\`
 - Machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) CPUs, $(free -g | awk '/^Mem:/ {print $2}') GiB memory, Linux $(uname -r)
-- Load: wrk 1 thread, ${DURATION} s measured after ${WARMUP} s of warm-up per cell, keep-alive connections, timeout $WRK_TIMEOUT; servers restarted before each workload: $([[ $RESTART == workload ]] && echo yes || echo no)
+- Load: wrk 1 thread, ${DURATION} s measured after ${WARMUP} s of warm-up per cell, keep-alive connections, timeout $WRK_TIMEOUT; servers restarted before each workload: $([[ $RESTART == workload ]] && echo yes || echo no); servers and wrk run at nice $NICE
 - Load average at start / end: $load_start / $(cut -d' ' -f1-3 /proc/loadavg)
 - Compiler processes (rustc, cc1, ld, cargo) running at start / end: $compilers_start / $(count_compilers)
-- "ok req/s" counts 2xx replies only. "other CPU %" is the machine's busy time outside the server during the cell, as a share of all CPUs; it includes wrk and the sampler, so values far above 10 % mean other work competed with the server.
+- "ok req/s" counts 2xx replies only. "other CPU %" is the machine's busy time outside the server during the cell, as a share of all CPUs. It includes wrk and the sampler, so values far above 10 % mean other processes ran too, and they also take whatever CPU time the server leaves idle.
 - Peak RSS is the highest sum of VmRSS over the server's process tree, sampled every 100 ms; for gunicorn this counts pages shared between the master and its workers once per process.
 EOF
 }
