@@ -411,15 +411,18 @@ impl Iterator for ClientConnection {
             if *rq.http_version() > (1, 1) {
                 // The request's own writer, since a later one waits for it to be dropped.
                 // Stock 0.12 took a new writer here and so blocked forever.
-                let writer = rq.into_writer();
-                let response = error_response(
+                let mut writer = rq.into_writer();
+                // Without `Connection: close`: the connection stays usable.
+                let response = json_error(
                     505,
                     "http_version_not_supported",
                     "this server supports HTTP/1.0 and HTTP/1.1 only",
                 );
                 response
-                    .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
+                    .raw_print(&mut writer, HTTPVersion(1, 1), &[], false, None)
                     .ok();
+                // The writer buffers; without a flush the reply would wait for the next request.
+                writer.flush().ok();
                 continue;
             }
 
@@ -503,6 +506,11 @@ fn error_response(
     code: &str,
     message: &str,
 ) -> crate::Response<std::io::Cursor<Vec<u8>>> {
+    json_error(status, code, message).with_connection_close()
+}
+
+/// Builds an error response with a JSON body, `{"error": {"status", "code", "message"}}`.
+fn json_error(status: u16, code: &str, message: &str) -> crate::Response<std::io::Cursor<Vec<u8>>> {
     let body =
         format!(r#"{{"error":{{"code":"{code}","message":"{message}","status":{status}}}}}"#);
     let content_type = crate::Header::from_bytes(&b"Content-Type"[..], &b"application/json"[..])
@@ -510,5 +518,4 @@ fn error_response(
     crate::Response::from_string(body)
         .with_status_code(crate::StatusCode(status))
         .with_header(content_type)
-        .with_connection_close()
 }

@@ -69,7 +69,12 @@ impl TaskPool {
     pub fn spawn(&self, code: Box<dyn FnMut() + Send>) {
         let mut queue = self.sharing.todo.lock().unwrap();
 
-        if self.sharing.waiting_tasks.load(Ordering::Acquire) == 0 {
+        // Each queued task is taken by one waiting thread, so a new task may
+        // only be queued while there are more waiting threads than queued
+        // tasks. Stock 0.12 queued whenever any thread waited, so in a burst
+        // of connections several tasks went to one thread and each later one
+        // waited for the earlier connection to end.
+        if self.sharing.waiting_tasks.load(Ordering::Acquire) <= queue.len() {
             self.add_thread(Some(code));
         } else {
             queue.push_back(code);
