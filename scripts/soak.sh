@@ -4,7 +4,7 @@
 # that grows more than 10 % between warm-up and the end of the run.
 #
 #   scripts/soak.sh                 10 minutes at concurrency 32
-#   scripts/soak.sh --short         30 s after a 30 s warm-up, for CI
+#   scripts/soak.sh --short         30 s after a 45 s warm-up, for CI
 #   scripts/soak.sh --minutes N     N minutes
 #   scripts/soak.sh --concurrency N N client threads
 #   scripts/soak.sh --json FILE     also write the summary as JSON
@@ -14,7 +14,7 @@
 # unsupported, decompression bombs). It also has malformed bodies, bodies
 # declared or sent over the 10 MiB limit, and probes of /health, /ready and
 # /metrics.
-# A warm-up of a tenth of the run (at least 30 s) comes first. The load
+# A warm-up of a tenth of the run (at least 45 s) comes first. The load
 # generator is scripts/soak.py (Python 3 standard library only).
 #
 # IMGFLUX_BIN selects the binary; without it the script runs
