@@ -23,8 +23,9 @@
 #   BENCH_PORT_BASE      first port; imgflux, sharp and pillow use it and the next two (default: 3100)
 #   BENCH_OUT_DIR        report, records, logs and replies (default: target/bench)
 #   BENCH_SHARED_DIR     folder with bench-images/ and corpus/ (default: ../shared beside the repository)
-#   BENCH_NICE           nice value for the servers and wrk (default: -10 as root, else 0), so that
-#                        other work on a shared machine takes less CPU time from the measurement
+#   BENCH_NICE           nice value for the servers and wrk (default: -10 as root, else 0). Each runs
+#                        in its own session, so with scheduler autogroups this also sets its
+#                        autogroup's nice, and compiles in other sessions take less CPU time from it
 #   IMGFLUX_BIN          imgflux binary to run; without it the script runs cargo build --release
 # The servers inherit the rest of the environment, so IMGFLUX_* settings,
 # RUST_LOG, PILLOW_WORKERS, PILLOW_THREADS and UV_THREADPOOL_SIZE apply.
@@ -208,14 +209,14 @@ launch_server() {
   local server=$1 port=$2
   case $server in
     imgflux)
-      HOST=127.0.0.1 PORT=$port API_KEYS=$API_KEY RUST_LOG=${RUST_LOG:-info} exec nice -n "$NICE" "$IMGFLUX"
+      HOST=127.0.0.1 PORT=$port API_KEYS=$API_KEY RUST_LOG=${RUST_LOG:-info} exec setsid nice -n "$NICE" "$IMGFLUX"
       ;;
     sharp)
-      cd "$PEERS/sharp" && HOST=127.0.0.1 PORT=$port API_KEYS=$API_KEY exec nice -n "$NICE" node server.js
+      cd "$PEERS/sharp" && HOST=127.0.0.1 PORT=$port API_KEYS=$API_KEY exec setsid nice -n "$NICE" node server.js
       ;;
     pillow)
       cd "$PEERS/pillow" && HOST=127.0.0.1 PORT=$port API_KEYS=$API_KEY \
-        exec nice -n "$NICE" "$VENV/bin/gunicorn" -c gunicorn.conf.py server:app
+        exec setsid nice -n "$NICE" "$VENV/bin/gunicorn" -c gunicorn.conf.py server:app
       ;;
   esac
 }
@@ -230,6 +231,7 @@ start_server() {
   (launch_server "$server" "$port") >>"$OUT_DIR/logs/$server.log" 2>&1 &
   pid=$!
   SERVER_PID[$server]=$pid
+  raise_autogroup "$pid"
   until probe_health "$port"; do
     kill -0 "$pid" 2>/dev/null || die "$server exited during start-up; see $OUT_DIR/logs/$server.log"
     now=$EPOCHREALTIME
@@ -317,11 +319,25 @@ save_reply() {
   fi
 }
 
+# Sets the nice value of a process's scheduler autogroup when the process
+# leads its own session. Under autogroups (kernel.sched_autogroup_enabled),
+# CPU time is shared between sessions first, so a process's own nice value
+# does not count against processes of other sessions.
+raise_autogroup() {
+  local pid=$1
+  [[ -w /proc/$pid/autogroup ]] || return 0
+  [[ $(cut -d' ' -f1 "/proc/$pid/autogroup") != $(cut -d' ' -f1 /proc/$$/autogroup) ]] || return 0
+  echo "$NICE" >"/proc/$pid/autogroup" 2>/dev/null || true
+}
+
 run_wrk() {
-  local server=$1 workload=$2 concurrency=$3 seconds=$4
+  local server=$1 workload=$2 concurrency=$3 seconds=$4 pid
   BENCH_BODY_FILE=$OUT_DIR/bodies/$workload.body BENCH_BOUNDARY=$BOUNDARY BENCH_API_KEY=$API_KEY \
-    nice -n "$NICE" wrk -t1 -c"$concurrency" -d"${seconds}s" --timeout "$WRK_TIMEOUT" -s "$HARNESS/post_body.lua" \
-    "http://127.0.0.1:${SERVER_PORT[$server]}/process?${WORKLOAD_QUERY[$workload]}"
+    setsid nice -n "$NICE" wrk -t1 -c"$concurrency" -d"${seconds}s" --timeout "$WRK_TIMEOUT" \
+    -s "$HARNESS/post_body.lua" "http://127.0.0.1:${SERVER_PORT[$server]}/process?${WORKLOAD_QUERY[$workload]}" &
+  pid=$!
+  raise_autogroup "$pid"
+  wait "$pid"
 }
 
 # Runs one warm-up and one measured wrk run while sampling the server's RSS.
