@@ -18,6 +18,12 @@ use crate::pipeline::Limits;
 /// The keys used when `API_KEYS` is not set, for local development only.
 pub const DEVELOPMENT_KEYS: &[&str] = &["rust_is_fast_123", "demo_user_007"];
 
+/// Default queue length per worker. A load balancer or client pool commonly
+/// keeps 8 connections per core busy, and each gets its place instead of an
+/// instant 503; bodies are buffered as they arrive, so a waiting request
+/// costs only what it has sent.
+pub const QUEUE_PER_WORKER: usize = 8;
+
 /// One environment variable the service reads.
 pub struct Setting {
     pub name: &'static str,
@@ -49,7 +55,7 @@ pub const SETTINGS: &[Setting] = &[
     },
     Setting {
         name: "IMGFLUX_QUEUE_SIZE",
-        default: "(4 x workers)",
+        default: "(8 x workers)",
         help: "requests waiting for a worker before /process answers 503",
     },
     Setting {
@@ -146,7 +152,7 @@ impl Default for Config {
             api_keys: DEVELOPMENT_KEYS.iter().map(|k| k.to_string()).collect(),
             development_keys: true,
             workers,
-            queue_size: 4 * workers,
+            queue_size: QUEUE_PER_WORKER * workers,
             max_body_bytes: 10 * 1024 * 1024,
             read_timeout: Duration::from_secs(30),
             request_timeout: Duration::from_secs(60),
@@ -222,7 +228,7 @@ impl Config {
         let positive = "a whole number, 1 or more";
         if let Some(n) = reader.parse("IMGFLUX_WORKERS", positive, parse_positive) {
             config.workers = n as usize;
-            config.queue_size = 4 * config.workers;
+            config.queue_size = QUEUE_PER_WORKER * config.workers;
         }
         let queue = "a whole number, 0 or more";
         if let Some(n) = reader.parse("IMGFLUX_QUEUE_SIZE", queue, |v| v.parse::<u32>().ok()) {
@@ -406,7 +412,7 @@ mod tests {
         assert!(config.development_keys);
         assert_eq!(config.api_keys, DEVELOPMENT_KEYS);
         assert_eq!(config.max_body_bytes, 10_485_760);
-        assert_eq!(config.queue_size, 4 * config.workers);
+        assert_eq!(config.queue_size, QUEUE_PER_WORKER * config.workers);
     }
 
     #[test]
@@ -457,7 +463,7 @@ mod tests {
     fn workers_set_the_default_queue() {
         let config = config_from(&[("IMGFLUX_WORKERS", "3")]).unwrap();
         assert_eq!(config.workers, 3);
-        assert_eq!(config.queue_size, 12);
+        assert_eq!(config.queue_size, 24);
         let config = config_from(&[("IMGFLUX_WORKERS", "3"), ("IMGFLUX_QUEUE_SIZE", "0")]);
         assert_eq!(config.unwrap().queue_size, 0);
     }

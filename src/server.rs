@@ -81,13 +81,16 @@ pub fn run(server: Server, service: Arc<Service>, stop: &AtomicBool) -> Shutdown
             drain_started = Some(Instant::now());
         }
         if let Some(since) = drain_started {
+            // A request frees its place before its reply is written, so
+            // also wait for the threads that are still writing replies.
             let outstanding = service.outstanding();
-            if outstanding == 0 {
+            let writing = pool.active_count() + pool.queued_count();
+            if outstanding == 0 && writing == 0 {
                 return Shutdown::Clean;
             }
             if since.elapsed() > service.config.shutdown_timeout {
                 return Shutdown::TimedOut {
-                    abandoned: outstanding,
+                    abandoned: outstanding.max(writing),
                 };
             }
         }
@@ -213,8 +216,10 @@ fn work(
     };
     let status = reply.status;
     let bytes_out = reply.body.len() as u64;
-    send(request, service, &head, &id, reply);
+    // The place is free once the work is done: a client that sends its next
+    // request as soon as it reads this reply must not find it still taken.
     drop(slot);
+    send(request, service, &head, &id, reply);
 
     service
         .metrics

@@ -1,8 +1,12 @@
 //! Start-up refusal of bad settings and graceful shutdown on SIGTERM.
 
+use std::io::Write;
 use std::process::Command;
+use std::time::{Duration, Instant};
 
-use crate::util::TestServer;
+use image::GenericImageView;
+
+use crate::util::{multipart_body, read_response, TestServer, KEY};
 
 #[test]
 fn invalid_settings_stop_startup_listing_each_variable() {
@@ -63,5 +67,48 @@ fn sigterm_when_idle_exits_zero() {
     assert_eq!(server.get("/health").status, 200);
     let status = server.terminate();
     assert_eq!(status.code(), Some(0));
+    assert!(server.log().contains("shut down cleanly"));
+}
+
+#[test]
+fn request_in_flight_at_sigterm_gets_full_reply() {
+    let mut server = TestServer::start(&[]);
+    let photo = crate::util::corpus("photos/harvesters_1165x859.jpg");
+    let (content_type, body) = multipart_body(&[("image", Some("a.jpg"), &photo)]);
+    let mut stream = server.connect();
+    let head = format!(
+        "POST /process?w=300 HTTP/1.1\r\nHost: t\r\nx-api-key: {KEY}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    let half = body.len() / 2;
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(&body[..half]).unwrap();
+    // Let the accept loop admit the request before the signal arrives.
+    std::thread::sleep(Duration::from_millis(300));
+    server.send_sigterm();
+
+    let draining = Instant::now() + Duration::from_secs(5);
+    loop {
+        let ready = server.get("/ready");
+        if ready.status == 503 {
+            assert_eq!(ready.json()["status"], "draining");
+            break;
+        }
+        assert!(
+            Instant::now() < draining,
+            "/ready still answers {}",
+            ready.status
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let refused = server.process("w=10", &photo);
+    assert_eq!(refused.status, 503);
+    assert_eq!(refused.error_code(), "shutting_down");
+
+    stream.write_all(&body[half..]).unwrap();
+    let reply = read_response(&mut stream);
+    assert_eq!(reply.status, 200, "{}", reply.describe());
+    assert_eq!(reply.image().dimensions(), (300, 221));
+    assert_eq!(server.wait_for_exit().code(), Some(0));
     assert!(server.log().contains("shut down cleanly"));
 }

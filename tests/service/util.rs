@@ -163,13 +163,24 @@ impl TestServer {
         self.raw(&bytes)
     }
 
-    /// Sends SIGTERM and waits for the exit status.
-    pub fn terminate(&mut self) -> std::process::ExitStatus {
+    /// Sends SIGTERM without waiting for the exit.
+    pub fn send_sigterm(&self) {
         let pid = self.child.id().to_string();
-        Command::new("kill")
+        let status = Command::new("kill")
             .args(["-TERM", &pid])
             .status()
             .expect("running kill failed");
+        assert!(status.success());
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        self.send_sigterm();
+        self.wait_for_exit()
+    }
+
+    /// Waits up to 40 s for the process to exit and returns its status.
+    pub fn wait_for_exit(&mut self) -> std::process::ExitStatus {
         let deadline = Instant::now() + Duration::from_secs(40);
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
