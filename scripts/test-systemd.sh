@@ -59,7 +59,7 @@ mirror="$(awk '/^URIs:/ && $2 ~ /\/debian\/?$/ {print $2; exit}' /etc/apt/source
 if [[ -z "$mirror" ]]; then
     mirror="$(awk '$1 == "deb" && $3 == "'"$SUITE"'" {print $2; exit}' /etc/apt/sources.list 2>/dev/null || true)"
 fi
-mirror="${mirror:-http://deb.debian.org/debian}"
+[[ -n "$mirror" ]] || die "no Debian mirror found in apt's sources; debootstrap needs one"
 
 # --- Scratch folder and private container storage ---------------------------
 
