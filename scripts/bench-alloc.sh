@@ -4,7 +4,8 @@
 #
 # Usage: scripts/bench-alloc.sh NAME=BINARY [NAME=BINARY ...]
 #   e.g. scripts/build-static.sh --out /tmp/imgflux-musl
-#        scripts/build-static.sh --out /tmp/imgflux-mimalloc -- --features alloc
+#        # in a copy of the crate whose main.rs sets mimalloc as #[global_allocator]:
+#        scripts/build-static.sh --out /tmp/imgflux-mimalloc
 #        scripts/bench-alloc.sh musl=/tmp/imgflux-musl mimalloc=/tmp/imgflux-mimalloc
 #
 # Settings (environment):

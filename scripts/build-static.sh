@@ -5,7 +5,7 @@
 #
 # Usage: scripts/build-static.sh [--out PATH] [-- EXTRA CARGO ARGS]
 #   --out PATH   also copy the binary to PATH
-#   Extra arguments after `--` go to `cargo build`, e.g. `-- --features alloc`.
+#   Extra arguments after `--` go to `cargo build`, e.g. `-- --verbose`.
 #
 # On a Debian machine that has only rustup's toolchain, the script installs
 # what is missing: the musl target (rustup) and musl-tools, file, binutils

@@ -14,10 +14,10 @@
 #      Debian's base-files, netbase, tzdata, media-types and ca-certificates,
 #      with the nonroot user 65532, and tag it under that name.
 #   4. Build the Dockerfile's final stage with buildah (chroot isolation). The
-#      builder stage needs a network and the rust image, which CI lacks, so the
-#      script copies the Dockerfile's lines from its last FROM to its end
-#      unchanged except for one: `COPY --from=builder` becomes a COPY from a
-#      context folder that contains the host-built binary.
+#      builder stage needs a network and the rust image, which CI lacks. So the
+#      script copies the Dockerfile's lines from its last FROM to its end and
+#      changes only one: `COPY --from=builder` becomes a COPY from a context
+#      folder that contains the host-built binary.
 #   5. Check the image size, run it read-only with no capabilities, resize a
 #      photo through /process, check the user, stop it with SIGTERM and expect
 #      exit code 0.
