@@ -30,8 +30,11 @@ if [[ ! -d tests/browser/node_modules/playwright-core ]]; then
     (cd tests/browser && npm ci --no-audit --no-fund)
 fi
 
-# cargo rebuilds only what changed, so this is quick when the binary is current.
-cargo build --release --locked --quiet
+# The test runs IMGFLUX_BIN when it is set (CI passes the static binary);
+# otherwise cargo rebuilds the release binary, quick when it is current.
+if [[ -z "${IMGFLUX_BIN:-}" ]]; then
+    cargo build --release --locked --quiet
+fi
 
 (cd tests/browser && node --test demo-page.test.js)
 

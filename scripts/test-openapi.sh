@@ -37,7 +37,13 @@ fi
 echo "test-openapi: validating src/web/openapi.json"
 "$venv/bin/openapi-spec-validator" src/web/openapi.json
 
-cargo build --release --locked --quiet
+# IMGFLUX_BIN names a binary to test, such as the static one CI builds;
+# without it the release build is used.
+binary="${IMGFLUX_BIN:-}"
+if [[ -z "$binary" ]]; then
+    cargo build --release --locked --quiet
+    binary=target/release/imgflux
+fi
 
 port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')"
 base_url="http://127.0.0.1:$port"
@@ -45,7 +51,7 @@ log_file="$root/target/openapi-server.log"
 
 HOST=127.0.0.1 PORT="$port" API_KEYS="$api_key" RUST_LOG=error \
     IMGFLUX_SHUTDOWN_TIMEOUT_SECS=5 \
-    target/release/imgflux >"$log_file" 2>&1 &
+    "$binary" >"$log_file" 2>&1 &
 server_pid=$!
 
 stop_server() {

@@ -48,8 +48,10 @@ run_if_present() {
 run_if_present scripts/build-static.sh
 # Later stages test the static release binary that CI ships.
 export IMGFLUX_BIN="$PWD/target/x86_64-unknown-linux-musl/release/imgflux"
+export IMGFLUX_BINARY=$IMGFLUX_BIN
 run_if_present scripts/test-container.sh
 run_if_present scripts/test-deploy.sh
+run_if_present scripts/test-systemd.sh
 run_if_present scripts/test-openapi.sh
 run_if_present scripts/test-browser.sh
 run_if_present scripts/fuzz.sh --seconds 30
