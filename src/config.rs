@@ -18,10 +18,9 @@ use crate::pipeline::Limits;
 /// The keys used when `API_KEYS` is not set, for local development only.
 pub const DEVELOPMENT_KEYS: &[&str] = &["rust_is_fast_123", "demo_user_007"];
 
-/// Default queue length per worker. A load balancer or client pool commonly
-/// keeps 8 connections per core busy, and each gets its place instead of an
-/// instant 503; bodies are buffered as they arrive, so a waiting request
-/// costs only what it has sent.
+/// Default queue length per worker. With 2 workers it admits 18 requests, so
+/// a client pool of 16 connections gets no instant 503s. Bodies are buffered
+/// as they arrive, so a waiting request costs only what it has sent.
 pub const QUEUE_PER_WORKER: usize = 8;
 
 /// One environment variable the service reads.
@@ -56,7 +55,7 @@ pub const SETTINGS: &[Setting] = &[
     Setting {
         name: "IMGFLUX_QUEUE_SIZE",
         default: "(8 x workers)",
-        help: "requests waiting for a worker before /process answers 503",
+        help: "requests waiting for a worker; beyond them /process returns 503",
     },
     Setting {
         name: "IMGFLUX_MAX_BODY_BYTES",

@@ -25,13 +25,13 @@ use crate::logging::{self, RequestRecord};
 use crate::process::{self, Outcome, Ticket};
 use crate::service::{self, Route, Service, Slot};
 
-/// Longest time for a request line and headers; a real client sends them at once.
+/// Maximum time for a request line and headers; a real client sends them at once.
 const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How often the accept loop wakes up to check for a shutdown signal.
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
 
-/// How the accept loop ended.
+/// The outcome of the accept loop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Shutdown {
     /// Every admitted request was answered.
