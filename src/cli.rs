@@ -8,7 +8,7 @@ use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
 use std::time::Duration;
 
-/// What the binary was asked to do.
+/// The action selected on the command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     Serve,

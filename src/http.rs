@@ -68,13 +68,13 @@ impl Reply {
         }
     }
 
-    /// A JSON reply from a `serde_json` value.
+    /// Builds a JSON reply from a `serde_json` value.
     pub fn json(status: u16, value: &serde_json::Value) -> Reply {
         let body = serde_json::to_vec(value).expect("a JSON value always serializes");
         Reply::new(status, "application/json", body)
     }
 
-    /// The JSON error reply for `error`, with the headers its status needs.
+    /// Builds the JSON error reply for `error`, with the headers its status needs.
     pub fn error(error: &ApiError, request_id: &str) -> Reply {
         let mut reply = Reply::new(
             error.status(),
@@ -103,7 +103,7 @@ impl Reply {
     }
 }
 
-/// Longest client-supplied request id that is echoed back.
+/// Maximum length of a client-supplied request id that is echoed back.
 const MAX_REQUEST_ID_LEN: usize = 64;
 
 /// Returns the client's `X-Request-Id` when it is short and of safe characters, else a new id.

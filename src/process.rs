@@ -52,7 +52,7 @@ pub fn admit(service: &Service, head: &Head) -> Result<Ticket, ApiError> {
     })
 }
 
-/// What one `/process` request did, for the reply, the log and the metrics.
+/// The result of one `/process` request, for the reply, the log and the metrics.
 #[derive(Debug)]
 pub struct Outcome {
     pub result: Result<Output, ApiError>,

@@ -113,7 +113,7 @@ impl Service {
         }
     }
 
-    /// Stops taking new work: `/ready` turns 503 and `/process` answers 503.
+    /// Stops taking new work: `/ready` and `/process` return 503 from now on.
     pub fn start_draining(&self) {
         self.draining.store(true, Ordering::SeqCst);
     }
