@@ -6,7 +6,7 @@
 //! test instead of stalling the suite. Servers that test timeouts start with
 //! a short `IMGFLUX_READ_TIMEOUT_SECS` and `IMGFLUX_REQUEST_TIMEOUT_SECS`.
 //! Replies of the HTTP layer itself (400 for a bad request line, 408 for a
-//! slow head, 414, 431, and 503 past the connection cap) carry no request
+//! slow head, 414, 431, 505, and 503 past the connection cap) carry no request
 //! id, so the tests check their status and not the whole JSON error body.
 
 use std::io::{ErrorKind, Read, Write};
@@ -20,7 +20,7 @@ use image::GenericImageView;
 
 use crate::util::{corpus, multipart_body, shared_dir, Response, TestServer, BOUNDARY, KEY};
 
-/// A small JPEG, 227×149, that every pipeline decodes quickly.
+/// A small JPEG, 227×149, that the pipeline decodes quickly.
 const SMALL_JPEG: &str = "jpeg/baseline_testorig.jpg";
 
 /// How long the reply to a request that needs no slow work may take.
@@ -256,6 +256,18 @@ fn assert_cases(server: &TestServer, cases: Vec<Case<'_>>, limit: Duration) {
 /// shows these lines, which docs/RELIABILITY.md records.
 fn report(test: &str, measured: std::fmt::Arguments<'_>) {
     eprintln!("measured: {test}: {measured}");
+}
+
+/// Returns the server's log lines that name the reply's request id, so a
+/// failure shows what the server saw (a panic message, an internal error).
+fn log_lines_for(server: &TestServer, reply: &Response) -> String {
+    let Some(id) = reply.header("x-request-id") else {
+        return "(the reply has no X-Request-Id)".to_string();
+    };
+    thread::sleep(Duration::from_millis(100));
+    let log = server.log();
+    let lines: Vec<&str> = log.lines().filter(|line| line.contains(id)).collect();
+    lines.join("\n")
 }
 
 /// Starts a server for slow-client tests: 2 s read timeout, and the given request timeout.
@@ -1775,7 +1787,12 @@ fn truncated_uploads_never_get_5xx() {
     let replies = send_all(&server, &requests, 4);
     for (name, seen) in replies {
         let reply = seen.reply(&name);
-        assert!(reply.status < 500, "{name}: {}", reply.describe());
+        assert!(
+            reply.status < 500,
+            "{name}: {}\nserver log for this request:\n{}",
+            reply.describe(),
+            log_lines_for(&server, &reply)
+        );
         if let Some(len) = name.strip_prefix("multipart body cut at ") {
             let len: usize = len.trim_end_matches(" bytes").parse().unwrap();
             let expected = if len >= complete_from { 200 } else { 400 };
