@@ -1,7 +1,8 @@
 //! Logger set-up and the one log line written per request.
 //!
 //! The level comes from `RUST_LOG` (default `info`). A request's line is
-//! logged at `error` for 5xx, `warn` for 4xx and `info` otherwise, except
+//! logged at `error` for 5xx other than 503, `warn` for 4xx and 503 (a full
+//! queue or a drain, expected under load) and `info` otherwise, except
 //! that answered probes of `/health`, `/ready` and `/metrics` log at `debug`,
 //! so a load balancer polling every second does not flood the log. Header
 //! values are never logged, so an API key cannot leak into the log.
@@ -43,6 +44,8 @@ pub struct RequestRecord<'a> {
 /// Logs one line for an answered request.
 pub fn log_request(record: &RequestRecord<'_>) {
     let level = match record.status {
+        // 503 is a full queue or a drain: expected under load, not a fault.
+        503 => Level::Warn,
         500.. => Level::Error,
         400..=499 => Level::Warn,
         _ if record.quiet => Level::Debug,
