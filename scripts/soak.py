@@ -355,13 +355,18 @@ def main():
     parser.add_argument("--seconds", type=int, required=True, help="length of the measured run")
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--json", type=Path, help="also write the summary here")
+    parser.add_argument("--warmup-seconds", type=int, help="warm-up length (default: a tenth of the run, at least 45)")
+    parser.add_argument(
+        "--phase-seconds", type=int, default=0,
+        help="split the measured run into phases of this length, with an idle RSS reading after each",
+    )
     args = parser.parse_args()
 
     mix = build_mix(args.shared)
     # Idle RSS rises for about the first 45 s of load at concurrency 32, with
     # glibc's and musl's malloc alike, then stays nearly flat. The warm-up
     # covers that rise, so the growth check sees only what comes after.
-    warmup = max(45, args.seconds // 10)
+    warmup = args.warmup_seconds if args.warmup_seconds is not None else max(45, args.seconds // 10)
     log_dir = Path(tempfile.mkdtemp(prefix="imgflux-soak-"))
     log_path = log_dir / "imgflux.log"
     process, port = start_server(args.bin, log_path, args.concurrency)
@@ -383,13 +388,23 @@ def main():
     sampler.start()
 
     tally = Tally()
+    # Idle RSS in MiB after each phase of the measured run.
+    phases = []
     started = time.monotonic()
     try:
         run_phase(port, mix, args.concurrency, warmup, tally, seed=1)
         rss_warm = idle_rss(process, log_path)
         print(f"soak: idle RSS after warm-up {rss_warm / 1024:.1f} MiB", flush=True)
-        run_phase(port, mix, args.concurrency, args.seconds, tally, seed=2)
-        rss_end = idle_rss(process, log_path)
+        phase_length = args.phase_seconds or args.seconds
+        done = 0
+        while done < args.seconds:
+            length = min(phase_length, args.seconds - done)
+            run_phase(port, mix, args.concurrency, length, tally, seed=2 + done)
+            done += length
+            rss_end = idle_rss(process, log_path)
+            phases.append(round(rss_end / 1024, 1))
+            if args.phase_seconds:
+                print(f"soak: idle RSS after {done} s {rss_end / 1024:.1f} MiB", flush=True)
         hwm = rss_kib(process.pid, "VmHWM")
         health = send(port, probe_requests()[0])[0]
     finally:
@@ -426,6 +441,7 @@ def main():
         "rss_after_warmup_mib": round(rss_warm / 1024, 1),
         "rss_at_end_mib": round(rss_end / 1024, 1),
         "rss_growth_percent": round(growth * 100, 1),
+        "idle_rss_by_phase_mib": phases,
         "peak_rss_mib": round(max(peak["rss"], hwm) / 1024, 1),
         "health_after_run": health,
         "exit_code_after_sigterm": exit_code,

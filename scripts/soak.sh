@@ -8,6 +8,9 @@
 #   scripts/soak.sh --minutes N     N minutes
 #   scripts/soak.sh --concurrency N N client threads
 #   scripts/soak.sh --json FILE     also write the summary as JSON
+#   scripts/soak.sh --warmup-seconds N   warm-up length (default: a tenth of
+#                                   the run, at least 45 s)
+#   scripts/soak.sh --phase-seconds N    read the idle RSS every N s of the run
 #
 # The mix has valid uploads (corpus photos, the 2 MP and 12 MP bench
 # photos, small PNGs and other formats) and bad images (malformed, corrupt,
@@ -26,7 +29,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 seconds=600
 concurrency=32
-json_args=()
+extra_args=()
 
 while (($#)); do
   case $1 in
@@ -43,7 +46,12 @@ while (($#)); do
       ;;
     --json)
       [[ -n ${2:-} ]] || { echo "soak: --json needs a file name" >&2; exit 2; }
-      json_args=(--json "$2")
+      extra_args+=(--json "$2")
+      shift
+      ;;
+    --warmup-seconds | --phase-seconds)
+      [[ ${2:-} =~ ^[0-9]+$ ]] || { echo "soak: $1 needs a whole number of seconds" >&2; exit 2; }
+      extra_args+=("$1" "$2")
       shift
       ;;
     -h | --help)
@@ -72,4 +80,4 @@ fi
 
 echo "soak: $binary, $seconds s, concurrency $concurrency, on $(nproc) CPUs"
 exec python3 "$ROOT/scripts/soak.py" --bin "$binary" --shared "$shared" \
-  --seconds "$seconds" --concurrency "$concurrency" "${json_args[@]}"
+  --seconds "$seconds" --concurrency "$concurrency" "${extra_args[@]}"
