@@ -1,10 +1,11 @@
 //! Logger set-up and the one log line written per request.
 //!
 //! The level comes from `RUST_LOG` (default `info`). A request's line is
-//! logged at `error` for 5xx other than 503, `warn` for 4xx and 503 (a full
-//! queue or a drain, expected under load) and `info` otherwise, except
-//! that answered probes of `/health`, `/ready` and `/metrics` log at `debug`,
-//! so a load balancer polling every second does not flood the log. Header
+//! logged at `error` for 5xx other than 503, and at `warn` for 4xx and 503,
+//! since a full queue or a drain is expected under load. Other lines log at
+//! `info`, except successful probes of `/health`, `/ready` and `/metrics`,
+//! which log at `debug` so a load balancer polling every second does not
+//! flood the log. Header
 //! values are never logged, so an API key cannot leak into the log.
 
 use std::time::Duration;
@@ -20,7 +21,7 @@ pub fn init() {
         .init();
 }
 
-/// The facts of one answered request.
+/// The facts of one completed request.
 #[derive(Debug, Default)]
 pub struct RequestRecord<'a> {
     pub id: &'a str,
@@ -41,7 +42,7 @@ pub struct RequestRecord<'a> {
     pub quiet: bool,
 }
 
-/// Logs one line for an answered request.
+/// Logs one line for a completed request.
 pub fn log_request(record: &RequestRecord<'_>) {
     let level = match record.status {
         // 503 is a full queue or a drain: expected under load, not a fault.

@@ -90,7 +90,7 @@ pub struct Service {
     pub keys: KeySet,
     pub metrics: Metrics,
     draining: AtomicBool,
-    /// `/process` requests admitted and not yet answered.
+    /// `/process` requests admitted and not yet replied to.
     outstanding: AtomicUsize,
     /// Image workers free to take a request.
     free_workers: Mutex<usize>,
@@ -175,7 +175,7 @@ impl Service {
         self.metrics.render()
     }
 
-    /// Answers a route that needs no worker.
+    /// Builds the reply for a route that needs no worker.
     pub fn answer(&self, route: Route, head: &Head) -> Reply {
         match route {
             Route::Health => Reply::json(200, &json!({"status": "ok"})),
@@ -197,7 +197,7 @@ impl Service {
         }
     }
 
-    /// Answers a CORS preflight for `/process`.
+    /// Builds the reply to a CORS preflight for `/process`.
     fn preflight(&self, head: &Head) -> Reply {
         let mut reply = Reply::new(204, "text/plain", Vec::new());
         if self.allowed_origin(head).is_some() {
