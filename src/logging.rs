@@ -5,8 +5,8 @@
 //! since a full queue or a drain is expected under load. Other lines log at
 //! `info`, except successful probes of `/health`, `/ready` and `/metrics`,
 //! which log at `debug` so a load balancer polling every second does not
-//! flood the log. Header
-//! values are never logged, so an API key cannot leak into the log.
+//! flood the log. Header values are never logged, so an API key cannot leak
+//! into the log.
 
 use std::time::Duration;
 
