@@ -365,7 +365,7 @@ def main():
     mix = build_mix(args.shared)
     # Idle RSS rises for about the first 45 s of load at concurrency 32, with
     # glibc's and musl's malloc alike, then stays nearly flat. The warm-up
-    # covers that rise, so the growth check sees only what comes after.
+    # covers that rise, so the growth check measures only what comes after.
     warmup = args.warmup_seconds if args.warmup_seconds is not None else max(45, args.seconds // 10)
     log_dir = Path(tempfile.mkdtemp(prefix="imgflux-soak-"))
     log_path = log_dir / "imgflux.log"
