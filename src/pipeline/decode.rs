@@ -160,10 +160,17 @@ pub fn image_limits(limits: &Limits) -> image::Limits {
     image_limits
 }
 
-/// Rejects an image whose declared pixels, over all frames that will be
-/// decoded, exceed `max_input_pixels`.
+/// Rejects an image that declares no pixels, or whose declared pixels, over
+/// all frames that will be decoded, exceed `max_input_pixels`.
+///
+/// Every later stage relies on both sides being at least 1.
 pub fn check_input_size(size: (u32, u32), frames: u32, limits: &Limits) -> Result<(), ApiError> {
     let (width, height) = size;
+    if width == 0 || height == 0 {
+        return Err(ApiError::UndecodableImage(format!(
+            "it declares an empty {width}x{height} px image"
+        )));
+    }
     let pixels = u64::from(width)
         .saturating_mul(u64::from(height))
         .saturating_mul(u64::from(frames.max(1)));
@@ -297,6 +304,15 @@ mod tests {
             "{}",
             frames.message()
         );
+    }
+
+    #[test]
+    fn empty_image_is_undecodable() {
+        for size in [(0, 0), (0, 5), (5, 0)] {
+            let error = check_input_size(size, 1, &Limits::default()).unwrap_err();
+            assert_eq!(error.code(), "undecodable_image", "{size:?}");
+            assert!(error.message().contains("empty"), "{}", error.message());
+        }
     }
 
     #[test]

@@ -152,12 +152,20 @@ pub fn check_format_limits(canvas: (u32, u32), format: OutputFormat) -> Result<(
 ///
 /// Returns `InvalidParameter` (400) when `w` or `h` alone exceeds
 /// `max_output_side`, and `OutputTooLarge` (422) when the output computed
-/// from this image exceeds `max_output_side` or `max_output_pixels`.
+/// from this image exceeds `max_output_side` or `max_output_pixels`. A
+/// source with a zero side is a bug in the caller (the probe rejects such
+/// images), reported as `Internal` rather than divided by.
 pub fn compute(
     source: (u32, u32),
     options: &ProcessOptions,
     limits: &Limits,
 ) -> Result<Geometry, ApiError> {
+    if source.0 == 0 || source.1 == 0 {
+        return Err(ApiError::Internal(format!(
+            "fit got an empty {}x{} px source",
+            source.0, source.1
+        )));
+    }
     check_requested_sides(options, limits)?;
     let enlarge = options.enlarge;
     let geometry = match (options.width, options.height) {
@@ -373,6 +381,20 @@ mod tests {
         fit: Fit,
     ) -> (u32, u32) {
         geometry(source, &request(width, height, fit)).canvas
+    }
+
+    #[test]
+    fn empty_source_is_an_error_not_a_division_by_zero() {
+        let fits = [Fit::Inside, Fit::Cover, Fit::Fill, Fit::Contain];
+        for source in [(0, 0), (0, 7), (7, 0)] {
+            for fit in fits {
+                for (width, height) in [(Some(2), None), (None, Some(2)), (Some(2), Some(3))] {
+                    let options = request(width, height, fit);
+                    let error = compute(source, &options, &Limits::default()).unwrap_err();
+                    assert_eq!(error.status(), 500, "{source:?} {fit:?}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -106,6 +106,26 @@ fn corrupt_image_is_422() {
 }
 
 #[test]
+fn empty_image_is_422_not_a_crash() {
+    let server = TestServer::start(&[]);
+    let fixture = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/empty-screen.gif"
+    );
+    let gif = std::fs::read(fixture).unwrap();
+    for query in ["w=2&format=gif", "w=2", "w=2&h=3&fit=cover", ""] {
+        let reply = server.process(query, &gif);
+        assert_eq!(reply.status, 422, "{query}: {}", reply.describe());
+        assert_eq!(reply.error_code(), "undecodable_image");
+        assert!(reply.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("empty 0x0"));
+    }
+    assert_eq!(server.get("/health").status, 200);
+}
+
+#[test]
 fn unknown_path_is_404() {
     let server = TestServer::start(&[]);
     let reply = server.get("/nope");
