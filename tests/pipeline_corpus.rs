@@ -217,11 +217,12 @@ fn orientations_match_upright_photo() {
 
 #[test]
 fn jpeg_shrink_on_load_matches_full_decode() {
-    // The upright photo is 1800x1200, so w=600 is decoded at 1/2 size
-    // (900x600) and w=225 at 1/4 (450x300) before the final Lanczos3.
+    // The upright photo is 1800x1200. Before the final Lanczos3, w=900 is
+    // decoded at 4/8 of that (900x600), w=600 at 3/8 (675x450), w=450 at
+    // 2/8 and w=225 at 1/8.
     let input = read_corpus_file(ORIENTATION_PHOTOS[0]);
     let full = decode(&input);
-    for width in [600, 450, 225] {
+    for width in [900, 600, 450, 225] {
         let options = ProcessOptions {
             width: Some(width),
             ..ProcessOptions::default()

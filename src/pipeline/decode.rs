@@ -85,15 +85,15 @@ pub fn stage(context: &mut Context<'_>) -> Result<(), ApiError> {
         Source::Jpeg(source) => {
             context.orientation = orient::from_exif(source.exif());
             let job = context.job;
-            let shrink = fit::jpeg_shrink(
+            let scale = fit::jpeg_scale(
                 context.stored_size,
                 context.orientation,
                 job.options,
                 job.limits,
             );
-            let decoded = source.decode(shrink)?;
+            let decoded = source.decode(scale)?;
             context.icc_profile = decoded.icc_profile;
-            context.decode_shrink = decoded.shrink;
+            context.decode_scale = decoded.scale;
             context.frames = vec![still_frame(decoded.image)];
         }
         Source::Image(decoder) => {

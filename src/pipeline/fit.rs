@@ -40,16 +40,51 @@ impl CropRect {
         *self == CropRect::full(size)
     }
 
-    /// Returns the rectangle in the coordinates of an image shrunk by
-    /// `shrink` in both directions.
-    pub fn shrunk(&self, shrink: u32) -> CropRect {
-        let shrink = f64::from(shrink);
+    /// Returns the rectangle in the coordinates of an image decoded at
+    /// `scale` of its stored size.
+    pub fn scaled(&self, scale: DctScale) -> CropRect {
+        let factor = scale.factor();
         CropRect {
-            left: self.left / shrink,
-            top: self.top / shrink,
-            width: self.width / shrink,
-            height: self.height / shrink,
+            left: self.left * factor,
+            top: self.top * factor,
+            width: self.width * factor,
+            height: self.height * factor,
         }
+    }
+}
+
+/// Size at which the JPEG decoder delivers pixels: `eighths / 8` of each
+/// stored side, rounded up.
+///
+/// libjpeg-turbo scales inside the inverse DCT, running an N×N transform
+/// on each 8×8 block. Only the scales in [`DctScale::CHOICES`] are used:
+/// 5/8, 6/8 and 7/8 have no SIMD code and decode slower than the full size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DctScale {
+    eighths: u8,
+}
+
+impl DctScale {
+    /// The full stored size; every format but JPEG decodes at this scale.
+    pub const FULL: DctScale = DctScale { eighths: 8 };
+
+    /// The scales chosen from, smallest first.
+    const CHOICES: [DctScale; 5] = [
+        DctScale { eighths: 1 },
+        DctScale { eighths: 2 },
+        DctScale { eighths: 3 },
+        DctScale { eighths: 4 },
+        DctScale::FULL,
+    ];
+
+    /// Returns the numerator over 8, as libjpeg's `scale_num` takes it.
+    pub fn eighths(self) -> u8 {
+        self.eighths
+    }
+
+    /// Returns the scale as a fraction of the stored size.
+    pub fn factor(self) -> f64 {
+        f64::from(self.eighths) / 8.0
     }
 }
 
@@ -95,33 +130,31 @@ pub fn stage(context: &mut Context<'_>) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Returns the largest JPEG shrink-on-load factor (8, 4, 2, or 1 for none)
-/// that still leaves at least the output's pixels in both directions.
+/// Returns the smallest JPEG decode scale (shrink-on-load) that still
+/// leaves at least the output's pixels in both directions.
 ///
-/// The decoder then delivers about `stored / shrink` pixels per side, and
-/// the resize that follows never enlarges, so the output keeps the detail
-/// of a full-size decode up to the DCT-domain filter. Invalid requests get
-/// 1 here and their error from [`stage`].
-pub fn jpeg_shrink(
+/// The resize that follows then never enlarges, so the output keeps the
+/// detail of a full-size decode up to the DCT-domain filter. Invalid
+/// requests get the full scale here and their error from [`stage`].
+pub fn jpeg_scale(
     stored: (u32, u32),
     orientation: Orientation,
     options: &ProcessOptions,
     limits: &Limits,
-) -> u32 {
+) -> DctScale {
     let displayed = orient::displayed_size(stored, orientation);
     let Ok(geometry) = compute(displayed, options, limits) else {
-        return 1;
+        return DctScale::FULL;
     };
     let crop = orient::crop_to_stored(geometry.crop, stored, orientation);
     let target = orient::to_stored_size(geometry.scaled, orientation);
-    [8, 4, 2]
+    DctScale::CHOICES
         .into_iter()
-        .find(|&shrink| {
-            let shrink_f = f64::from(shrink);
-            crop.width / shrink_f >= f64::from(target.0)
-                && crop.height / shrink_f >= f64::from(target.1)
+        .find(|&scale| {
+            let covered = crop.scaled(scale);
+            covered.width >= f64::from(target.0) && covered.height >= f64::from(target.1)
         })
-        .unwrap_or(1)
+        .unwrap_or(DctScale::FULL)
 }
 
 /// Maximum JPEG side that libjpeg-turbo writes (its `JPEG_MAX_DIMENSION`),
@@ -661,38 +694,41 @@ mod tests {
         assert_eq!(result.offset, (0, 2));
     }
 
-    fn shrink(stored: (u32, u32), orientation: Orientation, options: &ProcessOptions) -> u32 {
-        jpeg_shrink(stored, orientation, options, &Limits::default())
+    /// Returns the chosen JPEG decode scale in eighths.
+    fn eighths(stored: (u32, u32), orientation: Orientation, options: &ProcessOptions) -> u8 {
+        jpeg_scale(stored, orientation, options, &Limits::default()).eighths()
     }
 
     #[test]
-    fn jpeg_shrink_keeps_target_covered() {
+    fn jpeg_scale_keeps_target_covered() {
         let upright = Orientation::NoTransforms;
         let width = |value| request(Some(value), None, Fit::Inside);
-        assert_eq!(shrink((1600, 1200), upright, &width(800)), 2);
-        assert_eq!(shrink((1600, 1200), upright, &width(801)), 1);
-        assert_eq!(shrink((1600, 1200), upright, &width(400)), 4);
-        assert_eq!(shrink((1600, 1200), upright, &width(399)), 4);
-        assert_eq!(shrink((1600, 1200), upright, &width(200)), 8);
-        assert_eq!(shrink((1600, 1200), upright, &width(16)), 8);
-        assert_eq!(shrink((4032, 3024), upright, &width(1024)), 2);
-        assert_eq!(shrink((4032, 3024), upright, &width(1008)), 4);
+        assert_eq!(eighths((1600, 1200), upright, &width(800)), 4);
+        assert_eq!(eighths((1600, 1200), upright, &width(801)), 8);
+        assert_eq!(eighths((1600, 1200), upright, &width(600)), 3);
+        assert_eq!(eighths((1600, 1200), upright, &width(601)), 4);
+        assert_eq!(eighths((1600, 1200), upright, &width(400)), 2);
+        assert_eq!(eighths((1600, 1200), upright, &width(399)), 2);
+        assert_eq!(eighths((1600, 1200), upright, &width(200)), 1);
+        assert_eq!(eighths((1600, 1200), upright, &width(16)), 1);
+        assert_eq!(eighths((4032, 3024), upright, &width(1024)), 3);
+        assert_eq!(eighths((4032, 3024), upright, &width(1512)), 3);
+        assert_eq!(eighths((4032, 3024), upright, &width(1513)), 4);
+        assert_eq!(eighths((4032, 3024), upright, &width(1008)), 2);
     }
 
     #[test]
-    fn jpeg_shrink_is_one_without_downscale() {
+    fn jpeg_scale_is_full_without_downscale() {
         let upright = Orientation::NoTransforms;
         let unscaled = request(None, None, Fit::Inside);
-        assert_eq!(shrink((1600, 1200), upright, &unscaled), 1);
-        assert_eq!(
-            shrink((100, 100), upright, &request(Some(400), None, Fit::Inside)),
-            1
-        );
+        assert_eq!(eighths((1600, 1200), upright, &unscaled), 8);
+        let enlarge = request(Some(400), None, Fit::Inside);
+        assert_eq!(eighths((100, 100), upright, &enlarge), 8);
         let mut no_enlarge = request(Some(400), None, Fit::Inside);
         no_enlarge.enlarge = false;
-        assert_eq!(shrink((100, 100), upright, &no_enlarge), 1);
+        assert_eq!(eighths((100, 100), upright, &no_enlarge), 8);
         // An invalid request gets its error from the fit stage, not here.
-        assert_eq!(shrink((100, 100), upright, &width_over_limit()), 1);
+        assert_eq!(eighths((100, 100), upright, &width_over_limit()), 8);
     }
 
     fn width_over_limit() -> ProcessOptions {
@@ -704,28 +740,38 @@ mod tests {
     }
 
     #[test]
-    fn jpeg_shrink_uses_stored_axes() {
+    fn jpeg_scale_uses_stored_axes() {
         // Stored 1200x1600 and turned to 1600x1200: w=400 is 400x300
-        // displayed, 300x400 stored, which 1/4 of the stored size covers.
+        // displayed, 300x400 stored, which 2/8 of the stored size covers.
         let options = request(Some(400), None, Fit::Inside);
-        assert_eq!(shrink((1200, 1600), Orientation::Rotate90, &options), 4);
+        assert_eq!(eighths((1200, 1600), Orientation::Rotate90, &options), 2);
         // A box that is tall when displayed, on a photo stored wide.
         let tall = request(Some(150), Some(800), Fit::Fill);
-        assert_eq!(shrink((1600, 1200), Orientation::NoTransforms, &tall), 1);
-        assert_eq!(shrink((1600, 1200), Orientation::Rotate270, &tall), 2);
+        assert_eq!(eighths((1600, 1200), Orientation::NoTransforms, &tall), 8);
+        assert_eq!(eighths((1600, 1200), Orientation::Rotate270, &tall), 4);
     }
 
     #[test]
-    fn jpeg_shrink_counts_only_the_crop() {
+    fn jpeg_scale_counts_only_the_crop() {
         // fit=cover keeps a 1200x1200 square of a 1600x1200 photo.
         let square = request(Some(300), Some(300), Fit::Cover);
-        assert_eq!(shrink((1600, 1200), Orientation::NoTransforms, &square), 4);
+        assert_eq!(eighths((1600, 1200), Orientation::NoTransforms, &square), 2);
         let larger = request(Some(301), Some(301), Fit::Cover);
-        assert_eq!(shrink((1600, 1200), Orientation::NoTransforms, &larger), 2);
+        assert_eq!(eighths((1600, 1200), Orientation::NoTransforms, &larger), 3);
     }
 
     #[test]
-    fn crop_shrinks_every_edge() {
+    fn dct_scale_choices_ascend_to_full() {
+        let eighths: Vec<u8> = DctScale::CHOICES
+            .iter()
+            .map(|scale| scale.eighths())
+            .collect();
+        assert_eq!(eighths, [1, 2, 3, 4, 8]);
+        assert_eq!(DctScale::CHOICES[2].factor(), 0.375);
+    }
+
+    #[test]
+    fn crop_scales_every_edge() {
         let crop = CropRect {
             left: 10.0,
             top: 20.0,
@@ -738,8 +784,9 @@ mod tests {
             width: 75.0,
             height: 1.25,
         };
-        assert_eq!(crop.shrunk(4), expected);
-        assert_eq!(crop.shrunk(1), crop);
+        let quarter = DctScale { eighths: 2 };
+        assert_eq!(crop.scaled(quarter), expected);
+        assert_eq!(crop.scaled(DctScale::FULL), crop);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //!
 //! zune-jpeg reads the headers (size, colour space, EXIF and ICC profile).
 //! Grey, YCbCr and RGB scans are decoded by libjpeg-turbo (through the
-//! `mozjpeg` crate), which can scale the image by 1/2, 1/4 or 1/8 while it
+//! `mozjpeg` crate), which can scale the image by 1/8 to 4/8 while it
 //! decodes: it runs a smaller inverse DCT on each 8×8 block, so a photo
 //! shrunk for a thumbnail never exists at full size. This shrink-on-load
 //! is what libvips and Pillow do too. CMYK and YCCK scans, which are rare,
@@ -35,6 +35,7 @@ use zune_jpeg::JpegDecoder;
 use crate::error::ApiError;
 
 use super::color;
+use super::fit::DctScale;
 
 /// A JPEG whose headers have been read but whose scans have not.
 pub struct JpegSource<'a> {
@@ -103,29 +104,29 @@ impl JpegSource<'_> {
         self.decoder.exif().map(Vec::as_slice)
     }
 
-    /// Decodes the scans to 8-bit grey or sRGB, scaled down by `shrink`
-    /// (1, 2, 4 or 8) where the colour space allows it.
+    /// Decodes the scans to 8-bit grey or sRGB at `scale` of the stored
+    /// size where the colour space allows it.
     ///
-    /// The result records the shrink that was applied, because CMYK and
-    /// YCCK images are always decoded at full size. It also carries the profile that still
-    /// applies to the pixels, which is `None` for CMYK and YCCK because
-    /// they are converted through their profile here.
-    pub fn decode(self, shrink: u32) -> Result<DecodedJpeg, ApiError> {
+    /// The result records the scale that was applied, because CMYK and
+    /// YCCK images are always decoded at full size. It also carries the
+    /// profile that still applies to the pixels, which is `None` for CMYK
+    /// and YCCK because they are converted through their profile here.
+    pub fn decode(self, scale: DctScale) -> Result<DecodedJpeg, ApiError> {
         let icc = self.icc_profile();
         if !matches!(self.colorspace, ColorSpace::CMYK | ColorSpace::YCCK) {
             let grey = self.colorspace == ColorSpace::Luma;
-            let image = decode_with_libjpeg(self.input, grey, shrink)?;
+            let image = decode_with_libjpeg(self.input, grey, scale)?;
             return Ok(DecodedJpeg {
                 image,
                 icc_profile: icc,
-                shrink,
+                scale,
             });
         }
         let image = self.decode_cmyk(icc.as_deref())?;
         Ok(DecodedJpeg {
             image,
             icc_profile: None,
-            shrink: 1,
+            scale: DctScale::FULL,
         })
     }
 
@@ -177,25 +178,25 @@ pub struct DecodedJpeg {
     pub image: DynamicImage,
     /// Embedded ICC profile that still applies to `image`.
     pub icc_profile: Option<Vec<u8>>,
-    /// The factor the image was shrunk by while decoding: each side is
-    /// the stored side divided by `shrink`, rounded up.
-    pub shrink: u32,
+    /// The scale the image was decoded at: each side is the stored side
+    /// times `scale`, rounded up.
+    pub scale: DctScale,
 }
 
 /// Decodes grey, YCbCr or RGB scans with libjpeg-turbo, each side scaled
-/// by 1/`shrink` (1, 2, 4 or 8) and rounded up.
+/// by `scale` and rounded up.
 ///
 /// libjpeg's fatal errors become a 422. Warnings, such as corrupt entropy
 /// data, are ignored and the decode goes on, as zune-jpeg's lenient mode
 /// does.
-fn decode_with_libjpeg(input: &[u8], grey: bool, shrink: u32) -> Result<DynamicImage, ApiError> {
-    let numerator = match shrink {
-        1 | 2 | 4 | 8 => (8 / shrink) as u8,
-        other => return Err(ApiError::Internal(format!("invalid JPEG shrink {other}"))),
-    };
+fn decode_with_libjpeg(
+    input: &[u8],
+    grey: bool,
+    scale: DctScale,
+) -> Result<DynamicImage, ApiError> {
     let decode = || -> io::Result<Option<DynamicImage>> {
         let mut decompress = mozjpeg::Decompress::new_mem(input)?;
-        decompress.scale(numerator);
+        decompress.scale(scale.eighths());
         let mut started = if grey {
             decompress.grayscale()?
         } else {
@@ -443,21 +444,16 @@ mod tests {
     fn libjpeg_fatal_error_is_422() {
         // Start and end of image with nothing between: libjpeg's error exit
         // unwinds out of the C code and must come back as an error.
-        let error = decode_with_libjpeg(&[0xFF, 0xD8, 0xFF, 0xD9], false, 2).unwrap_err();
+        let error =
+            decode_with_libjpeg(&[0xFF, 0xD8, 0xFF, 0xD9], false, DctScale::FULL).unwrap_err();
         assert_eq!(error.status(), 422);
         assert!(
             !error.message().starts_with("libjpeg fatal error"),
             "{}",
             error.message()
         );
-        let error = decode_with_libjpeg(b"not a JPEG file", true, 1).unwrap_err();
+        let error = decode_with_libjpeg(b"not a JPEG file", true, DctScale::FULL).unwrap_err();
         assert_eq!(error.status(), 422);
-    }
-
-    #[test]
-    fn libjpeg_rejects_other_shrinks() {
-        let error = decode_with_libjpeg(&[0xFF, 0xD8, 0xFF, 0xD9], false, 3).unwrap_err();
-        assert_eq!(error.status(), 500);
     }
 
     #[test]

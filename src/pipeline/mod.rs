@@ -151,9 +151,9 @@ struct Context<'a> {
     source: Option<decode::Source<'a>>,
     /// Width and height as stored, before orientation.
     stored_size: (u32, u32),
-    /// Factor by which the JPEG decoder shrank each side of `frames`
-    /// (1, 2, 4 or 8); 1 for every other format.
-    decode_shrink: u32,
+    /// Scale at which the JPEG decoder delivered `frames`; full for every
+    /// other format.
+    decode_scale: fit::DctScale,
     /// EXIF orientation, applied after the resize.
     orientation: Orientation,
     /// Embedded ICC profile that still applies to `frames`.
@@ -210,7 +210,7 @@ pub fn process(input: &[u8], job: &Job<'_>) -> Result<Output, ApiError> {
         varies_on_accept: false,
         source: None,
         stored_size: (0, 0),
-        decode_shrink: 1,
+        decode_scale: fit::DctScale::FULL,
         orientation: Orientation::NoTransforms,
         icc_profile: None,
         frames: Vec::new(),

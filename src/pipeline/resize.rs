@@ -10,8 +10,8 @@
 //!
 //! The resize runs in stored orientation: the crop and the target size are
 //! mapped back from displayed coordinates, and `orient` rotates the small
-//! result afterwards. When the JPEG decoder has shrunk the image already,
-//! the crop is divided by the same factor.
+//! result afterwards. When the JPEG decoder has scaled the image down
+//! already, the crop is scaled by the same factor.
 
 use std::cell::RefCell;
 
@@ -39,7 +39,7 @@ pub fn stage(context: &mut Context<'_>) -> Result<(), ApiError> {
     for frame in &mut context.frames {
         check_deadline(context.job)?;
         let crop = orient::crop_to_stored(geometry.crop, context.stored_size, context.orientation)
-            .shrunk(context.decode_shrink);
+            .scaled(context.decode_scale);
         let target = orient::to_stored_size(geometry.scaled, context.orientation);
         let image = std::mem::take(&mut frame.image);
         frame.image = resize(image, crop, target)?;
