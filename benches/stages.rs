@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use imgflux::options::{FormatRequest, ProcessOptions};
-use imgflux::pipeline::{process, Job, Limits, Output};
+use imgflux::pipeline::{process, Job, Limits, Output, Scratch};
 
 /// One bench request: the image and the query it is sent with.
 struct Workload {
@@ -88,14 +88,14 @@ fn options_for(workload: &Workload) -> ProcessOptions {
     options
 }
 
-fn run(input: &[u8], options: &ProcessOptions, limits: &Limits) -> Output {
+fn run(input: &[u8], options: &ProcessOptions, limits: &Limits, scratch: &mut Scratch) -> Output {
     let job = Job {
         options,
         limits,
         accept_webp: false,
         deadline: None,
     };
-    process(input, &job).expect("the bench image processes")
+    process(input, &job, scratch).expect("the bench image processes")
 }
 
 /// Returns the time `output` spent in the stage called `stage`.
@@ -116,15 +116,17 @@ fn bench_workloads(criterion: &mut Criterion) {
         let options = options_for(workload);
         let mut group = criterion.benchmark_group(workload.name);
         group.sample_size(20);
+        // Reused across iterations, as a worker reuses it across requests.
+        let mut scratch = Scratch::new();
 
         group.bench_function("process", |bencher| {
-            bencher.iter(|| run(&input, &options, &limits))
+            bencher.iter(|| run(&input, &options, &limits, &mut scratch))
         });
         for stage in STAGES {
             group.bench_function(BenchmarkId::new("stage", stage), |bencher| {
                 bencher.iter_custom(|iterations| {
                     (0..iterations)
-                        .map(|_| stage_time(&run(&input, &options, &limits), stage))
+                        .map(|_| stage_time(&run(&input, &options, &limits, &mut scratch), stage))
                         .sum()
                 })
             });

@@ -34,6 +34,8 @@ pub struct Metrics {
     pub in_flight: Gauge,
     /// Requests admitted and receiving their body or waiting for a worker.
     pub queued: Gauge,
+    /// Bytes the free image workers keep allocated for their next request.
+    pub worker_buffer_bytes: Gauge,
 }
 
 impl Metrics {
@@ -78,6 +80,12 @@ impl Metrics {
             "/process requests admitted and receiving their body or waiting for a worker",
             queued.clone(),
         );
+        let worker_buffer_bytes = Gauge::default();
+        registry.register(
+            "worker_buffer_bytes",
+            "Bytes the free image workers keep allocated for reuse; freed after 1 s without work",
+            worker_buffer_bytes.clone(),
+        );
         let worker_gauge = Gauge::<i64>::default();
         worker_gauge.set(workers as i64);
         registry.register("workers", "Image worker threads", worker_gauge);
@@ -90,6 +98,7 @@ impl Metrics {
             bytes_sent,
             in_flight,
             queued,
+            worker_buffer_bytes,
         }
     }
 

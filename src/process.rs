@@ -15,7 +15,7 @@ use crate::error::ApiError;
 use crate::http::{Head, Reply};
 use crate::multipart;
 use crate::options::{self, ProcessOptions};
-use crate::pipeline::{self, Job, Output};
+use crate::pipeline::{self, Job, Output, Scratch};
 use crate::service::Service;
 
 /// A `/process` request that passed the cheap checks.
@@ -84,7 +84,7 @@ pub fn run(
     let read = started.elapsed();
     let result = service
         .acquire_worker(deadline)
-        .and_then(|_permit| process_body(service, ticket, &body, deadline));
+        .and_then(|mut permit| process_body(service, ticket, &body, deadline, permit.scratch()));
     Outcome {
         result,
         bytes_in: body.len() as u64,
@@ -98,6 +98,7 @@ fn process_body(
     ticket: &Ticket,
     body: &[u8],
     deadline: Instant,
+    scratch: &mut Scratch,
 ) -> Result<Output, ApiError> {
     if ticket.panic_for_test {
         panic!("panic requested by x-imgflux-test-panic");
@@ -109,7 +110,7 @@ fn process_body(
         deadline: Some(deadline),
     };
     let part = multipart::image_part(body, &ticket.boundary)?;
-    pipeline::process(part.data, &job)
+    pipeline::process(part.data, &job, scratch)
 }
 
 /// Builds the 200 reply for an encoded image, moving the bytes out of `output`.

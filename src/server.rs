@@ -31,6 +31,10 @@ const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often the accept loop wakes up to check for a shutdown signal.
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
 
+/// How long every image worker must have been free before the buffers
+/// they reuse are freed.
+const IDLE_RELEASE_AFTER: Duration = Duration::from_secs(1);
+
 /// The outcome of the accept loop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Shutdown {
@@ -96,7 +100,12 @@ pub fn run(server: Server, service: Arc<Service>, stop: &AtomicBool) -> Shutdown
         }
         match server.recv_timeout(POLL_INTERVAL) {
             Ok(Some(request)) => dispatch(request, &service, &pool),
-            Ok(None) => {}
+            Ok(None) => {
+                let freed = service.release_idle_memory(IDLE_RELEASE_AFTER);
+                if freed > 0 {
+                    log::debug!("idle: freed {freed} bytes of worker buffers");
+                }
+            }
             Err(error) => log::error!("accepting a request failed: {error}"),
         }
     }

@@ -13,7 +13,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde_json::json;
 
@@ -22,6 +22,7 @@ use crate::config::Config;
 use crate::error::ApiError;
 use crate::http::{Head, Reply};
 use crate::metrics::Metrics;
+use crate::pipeline::Scratch;
 
 const DEMO_PAGE: &str = include_str!("web/index.html");
 const OPENAPI_DOCUMENT: &str = include_str!("web/openapi.json");
@@ -93,8 +94,15 @@ pub struct Service {
     /// `/process` requests admitted and not yet replied to.
     outstanding: AtomicUsize,
     /// Image workers free to take a request.
-    free_workers: Mutex<usize>,
+    free_workers: Mutex<FreeWorkers>,
     worker_freed: Condvar,
+}
+
+/// The image workers that are free, each with the buffers it reuses.
+struct FreeWorkers {
+    scratch: Vec<Scratch>,
+    /// When a worker was last freed.
+    last_freed: Instant,
 }
 
 impl Service {
@@ -108,7 +116,10 @@ impl Service {
             metrics,
             draining: AtomicBool::new(false),
             outstanding: AtomicUsize::new(0),
-            free_workers: Mutex::new(workers),
+            free_workers: Mutex::new(FreeWorkers {
+                scratch: (0..workers).map(|_| Scratch::new()).collect(),
+                last_freed: Instant::now(),
+            }),
             worker_freed: Condvar::new(),
         }
     }
@@ -149,7 +160,14 @@ impl Service {
     /// Waits for a free image worker until `deadline`; 503 when none frees in time.
     pub fn acquire_worker(&self, deadline: Instant) -> Result<WorkerPermit<'_>, ApiError> {
         let mut free = self.free_workers.lock().unwrap_or_else(|e| e.into_inner());
-        while *free == 0 {
+        loop {
+            if let Some(scratch) = free.scratch.pop() {
+                self.metrics.in_flight.inc();
+                return Ok(WorkerPermit {
+                    service: self,
+                    scratch: Some(scratch),
+                });
+            }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return Err(ApiError::Overloaded {
@@ -162,9 +180,21 @@ impl Service {
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
         }
-        *free -= 1;
-        self.metrics.in_flight.inc();
-        Ok(WorkerPermit { service: self })
+    }
+
+    /// Frees the buffers the image workers keep once every worker has been
+    /// free for `idle`, and returns the number of bytes freed.
+    ///
+    /// Under steady load the buffers are reused from request to request;
+    /// after it, the memory goes back to the system.
+    pub fn release_idle_memory(&self, idle: Duration) -> usize {
+        let mut free = self.free_workers.lock().unwrap_or_else(|e| e.into_inner());
+        if free.scratch.len() < self.config.workers || free.last_freed.elapsed() < idle {
+            return 0;
+        }
+        let freed = free.scratch.iter_mut().map(Scratch::release).sum();
+        self.metrics.worker_buffer_bytes.set(0);
+        freed
     }
 
     /// Renders the metrics, with the queue length as of now.
@@ -266,19 +296,36 @@ impl Drop for Slot {
     }
 }
 
-/// The right to use one image worker; dropping it frees the worker.
+/// The right to use one image worker and its buffers; dropping it frees
+/// the worker.
 pub struct WorkerPermit<'a> {
     service: &'a Service,
+    /// Always `Some` until the permit is dropped.
+    scratch: Option<Scratch>,
+}
+
+impl WorkerPermit<'_> {
+    /// Returns the buffers this worker reuses between requests.
+    pub fn scratch(&mut self) -> &mut Scratch {
+        self.scratch.get_or_insert_with(Scratch::new)
+    }
 }
 
 impl Drop for WorkerPermit<'_> {
     fn drop(&mut self) {
+        let scratch = self.scratch.take().unwrap_or_default();
         let mut free = self
             .service
             .free_workers
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        *free += 1;
+        free.scratch.push(scratch);
+        free.last_freed = Instant::now();
+        let retained: usize = free.scratch.iter().map(Scratch::retained_bytes).sum();
+        self.service
+            .metrics
+            .worker_buffer_bytes
+            .set(retained as i64);
         self.service.metrics.in_flight.dec();
         self.service.worker_freed.notify_one();
     }

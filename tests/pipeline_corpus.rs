@@ -8,13 +8,14 @@
 
 mod support;
 
+use std::cell::RefCell;
 use std::io::Cursor;
 use std::time::{Duration, Instant};
 
 use image::{AnimationDecoder, DynamicImage, ImageFormat};
 use imgflux::error::ApiError;
 use imgflux::options::{FormatRequest, ProcessOptions};
-use imgflux::pipeline::{process, Job, Limits, Output, OutputFormat};
+use imgflux::pipeline::{process, Job, Limits, Output, OutputFormat, Scratch};
 
 use support::compare::{mean_absolute_difference, rmse};
 use support::corpus::{
@@ -51,7 +52,12 @@ fn run_with(
         accept_webp,
         deadline: None,
     };
-    let result = process(input, &job);
+    // One scratch per test thread, reused from image to image as a
+    // worker reuses it, so the corpus walk also checks that reuse.
+    thread_local! {
+        static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::new());
+    }
+    let result = SCRATCH.with(|scratch| process(input, &job, &mut scratch.borrow_mut()));
     if let (Ok(output), Ok(dir)) = (&result, std::env::var("IMGFLUX_SAVE_OUTPUT")) {
         save_output(&dir, output);
     }
@@ -619,4 +625,38 @@ fn peacock_subsampling_matches_progressive() {
     );
     let difference = mean_absolute_difference(&weird, &progressive);
     assert!(difference < 8.0, "mean difference {difference:.2}");
+}
+
+#[test]
+fn reused_scratch_matches_fresh_scratch() {
+    // A large photo leaves large buffers behind. Each smaller, grey or
+    // differently subsampled image decoded into them must come out byte
+    // for byte as it does with fresh buffers.
+    let cases = [
+        ("photos/portrait_1200x1800.jpg", 500),
+        ("jpeg/baseline_testorig.jpg", 100),
+        ("jpeg/grayscale_dotgain20_icc.jpg", 90),
+        ("jpeg/subsampling_4x1_2x1_2x2_peacock.jpg", 70),
+        ("photos/harvesters_1165x859.jpg", 300),
+    ];
+    let limits = Limits::default();
+    let mut reused = Scratch::new();
+    for (path, width) in cases {
+        let input = read_corpus_file(path);
+        let options = ProcessOptions {
+            width: Some(width),
+            ..ProcessOptions::default()
+        };
+        let job = Job {
+            options: &options,
+            limits: &limits,
+            accept_webp: false,
+            deadline: None,
+        };
+        let with_reuse = process(&input, &job, &mut reused).expect("the image processes");
+        let fresh = process(&input, &job, &mut Scratch::new()).expect("the image processes");
+        assert_eq!(with_reuse.output_size, fresh.output_size, "{path}");
+        assert!(with_reuse.bytes == fresh.bytes, "{path}: outputs differ");
+        assert!(reused.retained_bytes() > 0, "{path}: nothing was kept");
+    }
 }

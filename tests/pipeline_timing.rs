@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use imgflux::options::{FormatRequest, ProcessOptions};
-use imgflux::pipeline::{process, Job, Limits, Output, STAGE_COUNT};
+use imgflux::pipeline::{process, Job, Limits, Output, Scratch, STAGE_COUNT};
 
 const WARM_UP_RUNS: usize = 3;
 const MEASURED_RUNS: usize = 15;
@@ -36,8 +36,9 @@ fn report(label: &str, input: &[u8], options: &ProcessOptions) {
         deadline: None,
     };
     let mut outputs: Vec<Output> = Vec::new();
+    let mut scratch = Scratch::new();
     for run in 0..WARM_UP_RUNS + MEASURED_RUNS {
-        let output = process(input, &job).expect("the bench image processes");
+        let output = process(input, &job, &mut scratch).expect("the bench image processes");
         if run >= WARM_UP_RUNS {
             outputs.push(output);
         }

@@ -417,7 +417,7 @@ mod tests {
     }
 
     #[test]
-    fn empty_source_is_an_error_not_a_division_by_zero() {
+    fn empty_source_is_internal_error() {
         let fits = [Fit::Inside, Fit::Cover, Fit::Fill, Fit::Contain];
         for source in [(0, 0), (0, 7), (7, 0)] {
             for fit in fits {

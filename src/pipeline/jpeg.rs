@@ -105,17 +105,17 @@ impl JpegSource<'_> {
     }
 
     /// Decodes the scans to 8-bit grey or sRGB at `scale` of the stored
-    /// size where the colour space allows it.
+    /// size where the colour space allows it, into `buffer` where it can.
     ///
     /// The result records the scale that was applied, because CMYK and
     /// YCCK images are always decoded at full size. It also carries the
     /// profile that still applies to the pixels, which is `None` for CMYK
     /// and YCCK because they are converted through their profile here.
-    pub fn decode(self, scale: DctScale) -> Result<DecodedJpeg, ApiError> {
+    pub fn decode(self, scale: DctScale, buffer: Vec<u8>) -> Result<DecodedJpeg, ApiError> {
         let icc = self.icc_profile();
         if !matches!(self.colorspace, ColorSpace::CMYK | ColorSpace::YCCK) {
             let grey = self.colorspace == ColorSpace::Luma;
-            let image = decode_with_libjpeg(self.input, grey, scale)?;
+            let image = decode_with_libjpeg(self.input, grey, scale, buffer)?;
             return Ok(DecodedJpeg {
                 image,
                 icc_profile: icc,
@@ -183,8 +183,8 @@ pub struct DecodedJpeg {
     pub scale: DctScale,
 }
 
-/// Decodes grey, YCbCr or RGB scans with libjpeg-turbo, each side scaled
-/// by `scale` and rounded up.
+/// Decodes grey, YCbCr or RGB scans with libjpeg-turbo into `buffer`,
+/// each side scaled by `scale` and rounded up.
 ///
 /// libjpeg's fatal errors become a 422. Warnings, such as corrupt entropy
 /// data, are ignored and the decode goes on, as zune-jpeg's lenient mode
@@ -193,6 +193,7 @@ fn decode_with_libjpeg(
     input: &[u8],
     grey: bool,
     scale: DctScale,
+    mut buffer: Vec<u8>,
 ) -> Result<DynamicImage, ApiError> {
     let decode = || -> io::Result<Option<DynamicImage>> {
         let mut decompress = mozjpeg::Decompress::new_mem(input)?;
@@ -203,12 +204,14 @@ fn decode_with_libjpeg(
             decompress.rgb()?
         };
         let (width, height) = (started.width() as u32, started.height() as u32);
-        let samples: Vec<u8> = started.read_scanlines()?;
+        // Only the part beyond the buffer's current length is zeroed.
+        buffer.resize(started.min_flat_buffer_size(), 0);
+        started.read_scanlines_into(&mut buffer)?;
         started.finish()?;
         let image = if grey {
-            GrayImage::from_raw(width, height, samples).map(DynamicImage::from)
+            GrayImage::from_raw(width, height, buffer).map(DynamicImage::from)
         } else {
-            RgbImage::from_raw(width, height, samples).map(DynamicImage::from)
+            RgbImage::from_raw(width, height, buffer).map(DynamicImage::from)
         };
         Ok(image)
     };
@@ -445,14 +448,16 @@ mod tests {
         // Start and end of image with nothing between: libjpeg's error exit
         // unwinds out of the C code and must come back as an error.
         let error =
-            decode_with_libjpeg(&[0xFF, 0xD8, 0xFF, 0xD9], false, DctScale::FULL).unwrap_err();
+            decode_with_libjpeg(&[0xFF, 0xD8, 0xFF, 0xD9], false, DctScale::FULL, Vec::new())
+                .unwrap_err();
         assert_eq!(error.status(), 422);
         assert!(
             !error.message().starts_with("libjpeg fatal error"),
             "{}",
             error.message()
         );
-        let error = decode_with_libjpeg(b"not a JPEG file", true, DctScale::FULL).unwrap_err();
+        let error =
+            decode_with_libjpeg(b"not a JPEG file", true, DctScale::FULL, Vec::new()).unwrap_err();
         assert_eq!(error.status(), 422);
     }
 

@@ -5,9 +5,10 @@
 //! cheap checks come first: the format is sniffed from the magic bytes, and
 //! the header is probed against the pixel and frame limits before any pixel
 //! buffer is allocated. Pixels are decoded once and resized at the input's
-//! own bit depth (8-bit inputs stay 8-bit). A JPEG is shrunk by 1/2, 1/4 or
-//! 1/8 while it is decoded when the output is that much smaller. A stage with nothing to do (no
-//! profile, no rotation, the target equal to the source) returns at once.
+//! own bit depth (8-bit inputs stay 8-bit). A JPEG is decoded at 1/8 to 4/8
+//! of its size when the output is that much smaller. A stage with nothing
+//! to do (no profile, no rotation, the target equal to the source) returns
+//! at once. Large buffers are reused between requests through [`Scratch`].
 //!
 //! Outputs are sRGB, upright, and carry no metadata: no EXIF, XMP, comments
 //! or ICC profile. Untagged images are shown as sRGB by browsers, so tagging
@@ -23,6 +24,7 @@ mod format;
 mod jpeg;
 mod orient;
 mod resize;
+mod scratch;
 mod sniff;
 mod webp;
 
@@ -34,6 +36,7 @@ use image::DynamicImage;
 use crate::error::ApiError;
 use crate::options::ProcessOptions;
 
+pub use scratch::Scratch;
 pub use sniff::InputFormat;
 
 /// Limits that bound the work and memory of one image.
@@ -141,6 +144,8 @@ struct Frame {
 struct Context<'a> {
     input: &'a [u8],
     job: &'a Job<'a>,
+    /// The worker's reusable buffers.
+    scratch: &'a mut Scratch,
     /// Format detected from the magic bytes, set by `sniff`.
     input_format: InputFormat,
     /// Format to write, set by `format`.
@@ -196,15 +201,23 @@ const STAGES: [(&str, Bucket, StageFn); STAGE_COUNT] = [
     ("encode", Bucket::Encode, encode::stage),
 ];
 
-/// Decodes, transforms and encodes one image.
+/// Decodes, transforms and encodes one image, reusing the buffers in
+/// `scratch`.
 ///
 /// Returns `RequestTimeout` when `job.deadline` passes between two stages.
 /// Every other error describes the input or the request, except
 /// `ApiError::Internal`, which only a bug of ours produces.
-pub fn process(input: &[u8], job: &Job<'_>) -> Result<Output, ApiError> {
+pub fn process(input: &[u8], job: &Job<'_>, scratch: &mut Scratch) -> Result<Output, ApiError> {
+    let result = run_stages(input, job, scratch);
+    scratch.trim();
+    result
+}
+
+fn run_stages(input: &[u8], job: &Job<'_>, scratch: &mut Scratch) -> Result<Output, ApiError> {
     let mut context = Context {
         input,
         job,
+        scratch,
         input_format: InputFormat::Jpeg,
         output_format: OutputFormat::Png,
         varies_on_accept: false,
@@ -273,7 +286,7 @@ mod tests {
             accept_webp: false,
             deadline: Some(Instant::now()),
         };
-        let error = process(b"GIF89a", &job).unwrap_err();
+        let error = process(b"GIF89a", &job, &mut Scratch::new()).unwrap_err();
         assert_eq!(error, ApiError::RequestTimeout);
     }
 }

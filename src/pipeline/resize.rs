@@ -1,8 +1,8 @@
 //! Resampling with fast_image_resize, which picks AVX2, SSE4.1 or plain
 //! code at run time.
 //!
-//! Each worker thread keeps one `Resizer` in a thread-local, because the
-//! resizer keeps its scratch buffers between calls. Images with alpha are
+//! The resizer comes from the worker's [`Scratch`], because it keeps its
+//! intermediate buffers between calls. Images with alpha are
 //! resized premultiplied (fast_image_resize's `mul_div_alpha`, on by
 //! default), so transparent pixels do not bleed their colour into the
 //! edges. Shrinking uses Lanczos3 for sharpness; enlarging uses Catmull-Rom,
@@ -13,23 +13,13 @@
 //! result afterwards. When the JPEG decoder has scaled the image down
 //! already, the crop is scaled by the same factor.
 
-use std::cell::RefCell;
-
-use fast_image_resize::{FilterType, ResizeAlg, ResizeOptions, Resizer};
+use fast_image_resize::{FilterType, ResizeAlg, ResizeOptions};
 use image::DynamicImage;
 
 use crate::error::ApiError;
 
 use super::fit::CropRect;
-use super::{check_deadline, orient, Context};
-
-/// Scratch memory a worker keeps between requests; above it, the resizer's
-/// buffers are freed after use so that one huge image does not pin memory.
-const MAX_RETAINED_SCRATCH_BYTES: usize = 64 << 20;
-
-thread_local! {
-    static RESIZER: RefCell<Resizer> = RefCell::new(Resizer::new());
-}
+use super::{check_deadline, orient, Context, Scratch};
 
 /// Stage: crops and scales every frame to the computed geometry.
 pub fn stage(context: &mut Context<'_>) -> Result<(), ApiError> {
@@ -42,14 +32,17 @@ pub fn stage(context: &mut Context<'_>) -> Result<(), ApiError> {
             .scaled(context.decode_scale);
         let target = orient::to_stored_size(geometry.scaled, context.orientation);
         let image = std::mem::take(&mut frame.image);
-        frame.image = resize(image, crop, target)?;
+        frame.image = resize(context.scratch, image, crop, target)?;
     }
     Ok(())
 }
 
 /// Scales the `crop` part of `image` to `target` pixels; returns `image`
 /// untouched when it already is the whole crop at the target size.
+///
+/// The source's buffer goes back to `scratch` for the next decode.
 pub fn resize(
+    scratch: &mut Scratch,
     image: DynamicImage,
     crop: CropRect,
     target: (u32, u32),
@@ -68,16 +61,11 @@ pub fn resize(
         .resize_alg(ResizeAlg::Convolution(filter))
         .crop(crop.left, crop.top, crop.width, crop.height);
     let mut resized = DynamicImage::new(target.0, target.1, image.color());
-    RESIZER
-        .with(|resizer| {
-            let mut resizer = resizer.borrow_mut();
-            let result = resizer.resize(&image, &mut resized, &options);
-            if resizer.size_of_internal_buffers() > MAX_RETAINED_SCRATCH_BYTES {
-                resizer.reset_internal_buffers();
-            }
-            result
-        })
+    scratch
+        .resizer
+        .resize(&image, &mut resized, &options)
         .map_err(|error| ApiError::Internal(format!("resize failed: {error}")))?;
+    scratch.recycle(image);
     Ok(resized)
 }
 
@@ -89,14 +77,26 @@ mod tests {
     #[test]
     fn same_size_is_untouched() {
         let image = DynamicImage::ImageRgb8(image::RgbImage::new(7, 5));
-        let result = resize(image.clone(), CropRect::full((7, 5)), (7, 5)).unwrap();
+        let result = resize(
+            &mut Scratch::new(),
+            image.clone(),
+            CropRect::full((7, 5)),
+            (7, 5),
+        )
+        .unwrap();
         assert_eq!(result, image);
     }
 
     #[test]
     fn resize_gives_exact_size() {
         let image = DynamicImage::ImageRgb8(image::RgbImage::new(227, 149));
-        let result = resize(image, CropRect::full((227, 149)), (100, 66)).unwrap();
+        let result = resize(
+            &mut Scratch::new(),
+            image,
+            CropRect::full((227, 149)),
+            (100, 66),
+        )
+        .unwrap();
         assert_eq!((result.width(), result.height()), (100, 66));
         assert_eq!(result.color(), image::ColorType::Rgb8);
     }
@@ -112,6 +112,7 @@ mod tests {
             }
         });
         let result = resize(
+            &mut Scratch::new(),
             DynamicImage::ImageRgba8(image),
             CropRect::full((64, 8)),
             (16, 2),
@@ -141,9 +142,14 @@ mod tests {
             width: 20.0,
             height: 10.0,
         };
-        let result = resize(DynamicImage::ImageRgb8(image), crop, (10, 5))
-            .unwrap()
-            .into_rgb8();
+        let result = resize(
+            &mut Scratch::new(),
+            DynamicImage::ImageRgb8(image),
+            crop,
+            (10, 5),
+        )
+        .unwrap()
+        .into_rgb8();
         // The Lanczos kernel reaches a few source pixels past the crop
         // edge, so the first columns may take a trace of red.
         for (x, _, pixel) in result.enumerate_pixels() {
