@@ -629,13 +629,15 @@ fn peacock_subsampling_matches_progressive() {
 
 #[test]
 fn reused_scratch_matches_fresh_scratch() {
-    // A large photo leaves large buffers behind. Each smaller, grey or
-    // differently subsampled image decoded into them must come out byte
-    // for byte as it does with fresh buffers.
+    // A large photo leaves large buffers behind. Each smaller, grey,
+    // transparent or differently subsampled image decoded or resized into
+    // them must come out byte for byte as it does with fresh buffers.
     let cases = [
         ("photos/portrait_1200x1800.jpg", 500),
         ("jpeg/baseline_testorig.jpg", 100),
+        ("png/basi6a08_interlaced_rgba.png", 20),
         ("jpeg/grayscale_dotgain20_icc.jpg", 90),
+        ("png/basn4a08_gray_alpha.png", 17),
         ("jpeg/subsampling_4x1_2x1_2x2_peacock.jpg", 70),
         ("photos/harvesters_1165x859.jpg", 300),
     ];

@@ -36,6 +36,7 @@ use crate::error::ApiError;
 
 use super::color;
 use super::fit::DctScale;
+use super::Scratch;
 
 /// A JPEG whose headers have been read but whose scans have not.
 pub struct JpegSource<'a> {
@@ -105,17 +106,17 @@ impl JpegSource<'_> {
     }
 
     /// Decodes the scans to 8-bit grey or sRGB at `scale` of the stored
-    /// size where the colour space allows it, into `buffer` where it can.
+    /// size where the colour space allows it, into a buffer from `scratch`.
     ///
     /// The result records the scale that was applied, because CMYK and
     /// YCCK images are always decoded at full size. It also carries the
     /// profile that still applies to the pixels, which is `None` for CMYK
     /// and YCCK because they are converted through their profile here.
-    pub fn decode(self, scale: DctScale, buffer: Vec<u8>) -> Result<DecodedJpeg, ApiError> {
+    pub fn decode(self, scale: DctScale, scratch: &mut Scratch) -> Result<DecodedJpeg, ApiError> {
         let icc = self.icc_profile();
         if !matches!(self.colorspace, ColorSpace::CMYK | ColorSpace::YCCK) {
             let grey = self.colorspace == ColorSpace::Luma;
-            let image = decode_with_libjpeg(self.input, grey, scale, buffer)?;
+            let image = decode_with_libjpeg(self.input, grey, scale, scratch)?;
             return Ok(DecodedJpeg {
                 image,
                 icc_profile: icc,
@@ -183,8 +184,8 @@ pub struct DecodedJpeg {
     pub scale: DctScale,
 }
 
-/// Decodes grey, YCbCr or RGB scans with libjpeg-turbo into `buffer`,
-/// each side scaled by `scale` and rounded up.
+/// Decodes grey, YCbCr or RGB scans with libjpeg-turbo into a buffer from
+/// `scratch`, each side scaled by `scale` and rounded up.
 ///
 /// libjpeg's fatal errors become a 422. Warnings, such as corrupt entropy
 /// data, are ignored and the decode goes on, as zune-jpeg's lenient mode
@@ -193,7 +194,7 @@ fn decode_with_libjpeg(
     input: &[u8],
     grey: bool,
     scale: DctScale,
-    mut buffer: Vec<u8>,
+    scratch: &mut Scratch,
 ) -> Result<DynamicImage, ApiError> {
     let decode = || -> io::Result<Option<DynamicImage>> {
         let mut decompress = mozjpeg::Decompress::new_mem(input)?;
@@ -204,8 +205,7 @@ fn decode_with_libjpeg(
             decompress.rgb()?
         };
         let (width, height) = (started.width() as u32, started.height() as u32);
-        // Only the part beyond the buffer's current length is zeroed.
-        buffer.resize(started.min_flat_buffer_size(), 0);
+        let mut buffer = scratch.take_buffer(started.min_flat_buffer_size());
         started.read_scanlines_into(&mut buffer)?;
         started.finish()?;
         let image = if grey {
@@ -447,17 +447,26 @@ mod tests {
     fn libjpeg_fatal_error_is_422() {
         // Start and end of image with nothing between: libjpeg's error exit
         // unwinds out of the C code and must come back as an error.
-        let error =
-            decode_with_libjpeg(&[0xFF, 0xD8, 0xFF, 0xD9], false, DctScale::FULL, Vec::new())
-                .unwrap_err();
+        let error = decode_with_libjpeg(
+            &[0xFF, 0xD8, 0xFF, 0xD9],
+            false,
+            DctScale::FULL,
+            &mut Scratch::new(),
+        )
+        .unwrap_err();
         assert_eq!(error.status(), 422);
         assert!(
             !error.message().starts_with("libjpeg fatal error"),
             "{}",
             error.message()
         );
-        let error =
-            decode_with_libjpeg(b"not a JPEG file", true, DctScale::FULL, Vec::new()).unwrap_err();
+        let error = decode_with_libjpeg(
+            b"not a JPEG file",
+            true,
+            DctScale::FULL,
+            &mut Scratch::new(),
+        )
+        .unwrap_err();
         assert_eq!(error.status(), 422);
     }
 

@@ -252,13 +252,17 @@ fn run_stages(input: &[u8], job: &Job<'_>, scratch: &mut Scratch) -> Result<Outp
         .first()
         .map(|frame| (frame.image.width(), frame.image.height()))
         .ok_or_else(|| ApiError::Internal("the pipeline ended without a frame".into()))?;
+    let frame_count = context.frames.len() as u32;
+    for frame in context.frames.drain(..) {
+        context.scratch.recycle(frame.image);
+    }
     Ok(Output {
         bytes: context.bytes,
         format: context.output_format,
         input_format: context.input_format.name(),
         input_size: context.stored_size,
         output_size,
-        frames: context.frames.len() as u32,
+        frames: frame_count,
         varies_on_accept: context.varies_on_accept,
         timings,
     })

@@ -60,7 +60,7 @@ pub fn resize(
     let options = ResizeOptions::new()
         .resize_alg(ResizeAlg::Convolution(filter))
         .crop(crop.left, crop.top, crop.width, crop.height);
-    let mut resized = DynamicImage::new(target.0, target.1, image.color());
+    let mut resized = scratch.new_image(target, image.color());
     scratch
         .resizer
         .resize(&image, &mut resized, &options)
