@@ -59,6 +59,7 @@ pub fn bind(service: &Service) -> io::Result<Server> {
         addr: ConfigListenAddr::IP(vec![config.address]),
         ssl: None,
         limits,
+        error_reply_hook: None,
     };
     Server::new(server_config).map_err(io::Error::other)
 }
