@@ -26,7 +26,7 @@ pub struct Head {
 }
 
 impl Head {
-    /// Splits a request target into path and query; see [`path_and_query`].
+    /// Builds a head, splitting the request target as [`path_and_query`] does.
     pub fn new(method: &str, target: &str, headers: Vec<(String, String)>) -> Head {
         let (path, query) = path_and_query(target);
         let content_length = headers
@@ -161,7 +161,7 @@ fn is_safe_request_id(id: &str) -> bool {
 }
 
 /// Generates a 16-hex-digit id: a per-process random key hashed with a counter.
-fn generate_request_id() -> String {
+pub fn generate_request_id() -> String {
     static KEYS: OnceLock<RandomState> = OnceLock::new();
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let mut hasher = KEYS.get_or_init(RandomState::new).build_hasher();
