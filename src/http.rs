@@ -26,9 +26,9 @@ pub struct Head {
 }
 
 impl Head {
-    /// Splits a request target into path and query.
+    /// Builds a head, splitting the request target as [`path_and_query`] does.
     pub fn new(method: &str, target: &str, headers: Vec<(String, String)>) -> Head {
-        let (path, query) = target.split_once('?').unwrap_or((target, ""));
+        let (path, query) = path_and_query(target);
         let content_length = headers
             .iter()
             .find(|(name, _)| name == "content-length")
@@ -49,6 +49,41 @@ impl Head {
             .find(|(n, _)| n == name)
             .map(|(_, value)| value.as_str())
     }
+}
+
+/// Splits a request target into path and query.
+///
+/// The absolute form, `http://host:port/path?query` (RFC 9112, section 3.2.2,
+/// which servers must accept), loses its scheme and authority, and an empty
+/// path becomes `/`, so it routes like the origin form `/path?query`. Only
+/// `http` and `https` targets with a host and no user info count as absolute
+/// form (RFC 9110, sections 4.2.1 and 4.2.4). Any other target, such as the
+/// asterisk form `*`, is returned as it is and matches no path but its own.
+pub fn path_and_query(target: &str) -> (&str, &str) {
+    let (rest, absolute) = match strip_scheme_and_authority(target) {
+        Some(rest) => (rest, true),
+        None => (target, false),
+    };
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    if absolute && path.is_empty() {
+        ("/", query)
+    } else {
+        (path, query)
+    }
+}
+
+/// Returns what follows the authority of an `http` or `https` absolute-form target.
+fn strip_scheme_and_authority(target: &str) -> Option<&str> {
+    let (scheme, rest) = target.split_once("://")?;
+    if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
+        return None;
+    }
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let authority = &rest[..authority_end];
+    if authority.is_empty() || authority.contains('@') {
+        return None;
+    }
+    Some(&rest[authority_end..])
 }
 
 /// A reply ready to send.
@@ -126,7 +161,7 @@ fn is_safe_request_id(id: &str) -> bool {
 }
 
 /// Generates a 16-hex-digit id: a per-process random key hashed with a counter.
-fn generate_request_id() -> String {
+pub fn generate_request_id() -> String {
     static KEYS: OnceLock<RandomState> = OnceLock::new();
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let mut hasher = KEYS.get_or_init(RandomState::new).build_hasher();
@@ -145,6 +180,38 @@ mod tests {
         assert_eq!(head.query, "w=10&h=2");
         let head = Head::new("GET", "/health", vec![]);
         assert_eq!(head.query, "");
+    }
+
+    #[test]
+    fn absolute_form_routes_like_origin_form() {
+        let cases = [
+            ("http://127.0.0.1:3000/process?w=10", "/process", "w=10"),
+            ("HTTPS://example.com/health", "/health", ""),
+            ("http://[::1]:3000/process?w=1&h=2", "/process", "w=1&h=2"),
+            ("http://example.com", "/", ""),
+            ("http://example.com?w=3", "/", "w=3"),
+            ("http://example.com/a/http://b/", "/a/http://b/", ""),
+        ];
+        for (target, path, query) in cases {
+            let head = Head::new("POST", target, vec![]);
+            assert_eq!(head.path, path, "{target}");
+            assert_eq!(head.query, query, "{target}");
+        }
+    }
+
+    #[test]
+    fn other_targets_keep_their_path() {
+        let cases = [
+            ("*", "*"),
+            ("http:///process", "http:///process"),
+            ("http://user@host/process", "http://user@host/process"),
+            ("ftp://host/process", "ftp://host/process"),
+            ("/process/http://host/x", "/process/http://host/x"),
+            ("example.com:443", "example.com:443"),
+        ];
+        for (target, path) in cases {
+            assert_eq!(Head::new("GET", target, vec![]).path, path, "{target}");
+        }
     }
 
     #[test]

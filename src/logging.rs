@@ -5,8 +5,9 @@
 //! since a full queue or a drain is expected under load. Other lines log at
 //! `info`, except successful probes of `/health`, `/ready` and `/metrics`,
 //! which log at `debug` so a load balancer polling every second does not
-//! flood the log. Header values are never logged, so an API key cannot leak
-//! into the log.
+//! flood the log. The error replies that the HTTP layer writes before routing
+//! log at `warn` too. Header values are never logged, so an API key cannot
+//! leak into the log.
 
 use std::time::Duration;
 
@@ -55,6 +56,43 @@ pub fn log_request(record: &RequestRecord<'_>) {
     if log::log_enabled!(level) {
         log::log!(level, "{}", format_request(record));
     }
+}
+
+/// The facts of an error reply that the HTTP layer (tiny_http) wrote by itself,
+/// such as 431 for an oversized head or 503 over the connection cap.
+#[derive(Debug, Default)]
+pub struct HttpLayerRecord<'a> {
+    pub id: &'a str,
+    /// The method, when the request line was received and parsed.
+    pub method: Option<&'a str>,
+    /// The path without its query, when the request line was received and parsed.
+    pub path: Option<&'a str>,
+    pub status: u16,
+    /// Reply body bytes.
+    pub bytes_out: usize,
+    /// The error code of the JSON body.
+    pub error: &'a str,
+}
+
+/// Logs one line for an error reply of the HTTP layer, always at `warn`.
+/// Each one comes from the client (a malformed, slow or oversized head, or an
+/// HTTP/2 request line) or from the connection cap, not from a fault of the service.
+pub fn log_http_layer_reply(record: &HttpLayerRecord<'_>) {
+    if log::log_enabled!(Level::Warn) {
+        log::warn!("{}", format_http_layer_reply(record));
+    }
+}
+
+fn format_http_layer_reply(record: &HttpLayerRecord<'_>) -> String {
+    format!(
+        "request id={} method={} path={} status={} bytes_out={} error={} layer=http",
+        record.id,
+        sanitize(record.method.unwrap_or("-")),
+        sanitize(record.path.unwrap_or("-")),
+        record.status,
+        record.bytes_out,
+        record.error
+    )
 }
 
 fn format_request(record: &RequestRecord<'_>) -> String {
@@ -123,6 +161,32 @@ mod tests {
         assert_eq!(
             line,
             "request id=abc method=POST path=/process status=413 bytes_in=0 bytes_out=120 error=body_too_large total_ms=2.0"
+        );
+    }
+
+    #[test]
+    fn http_layer_line_names_id_status_and_code() {
+        let record = HttpLayerRecord {
+            id: "0123456789abcdef",
+            method: Some("POST"),
+            path: Some("/process"),
+            status: 400,
+            bytes_out: 160,
+            error: "bad_request",
+        };
+        assert_eq!(
+            format_http_layer_reply(&record),
+            "request id=0123456789abcdef method=POST path=/process status=400 bytes_out=160 error=bad_request layer=http"
+        );
+        let unparsed = HttpLayerRecord {
+            id: "0123456789abcdef",
+            status: 414,
+            error: "uri_too_long",
+            ..HttpLayerRecord::default()
+        };
+        assert_eq!(
+            format_http_layer_reply(&unparsed),
+            "request id=0123456789abcdef method=- path=- status=414 bytes_out=0 error=uri_too_long layer=http"
         );
     }
 

@@ -17,11 +17,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use threadpool::ThreadPool;
-use tiny_http::{ConfigListenAddr, Limits, Request, Response, Server, ServerConfig};
+use tiny_http::{
+    ConfigListenAddr, ErrorReply, ErrorReplyHook, Limits, Request, Response, Server, ServerConfig,
+};
 
 use crate::error::ApiError;
 use crate::http::{self, Head, Reply};
-use crate::logging::{self, RequestRecord};
+use crate::logging::{self, HttpLayerRecord, RequestRecord};
 use crate::process::{self, Outcome, Ticket};
 use crate::service::{self, Route, Service, Slot};
 
@@ -63,8 +65,33 @@ pub fn bind(service: &Service) -> io::Result<Server> {
         addr: ConfigListenAddr::IP(vec![config.address]),
         ssl: None,
         limits,
+        error_reply_hook: Some(Arc::new(HttpLayerReplies)),
     };
     Server::new(server_config).map_err(io::Error::other)
+}
+
+/// Gives the error replies that tiny_http writes by itself (400, 408, 414,
+/// 417, 431, 505, and 503 over the connection cap) a request id, and logs
+/// them. These requests never reach [`dispatch`].
+#[derive(Debug)]
+struct HttpLayerReplies;
+
+impl ErrorReplyHook for HttpLayerReplies {
+    fn request_id(&self) -> Option<String> {
+        Some(http::generate_request_id())
+    }
+
+    fn replied(&self, reply: &ErrorReply<'_>) {
+        let path = reply.url.map(|url| http::path_and_query(url).0);
+        logging::log_http_layer_reply(&HttpLayerRecord {
+            id: reply.request_id.unwrap_or("-"),
+            method: reply.method,
+            path,
+            status: reply.status,
+            bytes_out: reply.body_len,
+            error: reply.code,
+        });
+    }
 }
 
 /// Serves requests until `stop` is set and draining ends.

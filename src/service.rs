@@ -39,6 +39,8 @@ pub enum Route {
     Process,
     /// A CORS preflight (`OPTIONS /process`).
     Preflight,
+    /// `OPTIONS *`, a request about the server as a whole (RFC 9110, section 9.3.7).
+    ServerOptions,
     Health,
     Ready,
     Metrics,
@@ -52,6 +54,7 @@ impl Route {
         match self {
             Route::Process => "process",
             Route::Preflight => "preflight",
+            Route::ServerOptions => "server_options",
             Route::Health => "health",
             Route::Ready => "ready",
             Route::Metrics => "metrics",
@@ -81,6 +84,10 @@ pub fn route(head: &Head) -> Result<Route, ApiError> {
         "/metrics" => read_only(Route::Metrics),
         "/" | "/index.html" => read_only(Route::DemoPage),
         "/openapi.json" => read_only(Route::OpenApi),
+        "*" => match method {
+            "OPTIONS" => Ok(Route::ServerOptions),
+            _ => Err(ApiError::MethodNotAllowed { allow: "OPTIONS" }),
+        },
         _ => Err(ApiError::NotFound),
     }
 }
@@ -223,6 +230,7 @@ impl Service {
                 OPENAPI_DOCUMENT.as_bytes().to_vec(),
             ),
             Route::Preflight => self.preflight(head),
+            Route::ServerOptions => server_options(),
             Route::Process => unreachable!("/process is answered by a worker"),
         }
     }
@@ -266,6 +274,16 @@ impl Service {
         } else {
             origins.iter().find(|o| *o == origin).cloned()
         }
+    }
+}
+
+/// Builds the reply to `OPTIONS *`: the methods the service supports on some path,
+/// and no body.
+fn server_options() -> Reply {
+    Reply {
+        status: 200,
+        headers: vec![("Allow", "GET, HEAD, POST, OPTIONS".to_string())],
+        body: Vec::new(),
     }
 }
 
@@ -345,6 +363,24 @@ mod tests {
         assert_eq!(route(&head("GET", "/health")), Ok(Route::Health));
         assert_eq!(route(&head("HEAD", "/ready")), Ok(Route::Ready));
         assert_eq!(route(&head("GET", "/")), Ok(Route::DemoPage));
+        assert_eq!(
+            route(&head("POST", "http://127.0.0.1:3000/process?w=1")),
+            Ok(Route::Process)
+        );
+    }
+
+    #[test]
+    fn asterisk_routes_options_only() {
+        assert_eq!(route(&head("OPTIONS", "*")), Ok(Route::ServerOptions));
+        let error = route(&head("GET", "*")).unwrap_err();
+        assert_eq!(error, ApiError::MethodNotAllowed { allow: "OPTIONS" });
+        let reply =
+            Service::new(Config::default()).answer(Route::ServerOptions, &head("OPTIONS", "*"));
+        assert_eq!(reply.status, 200);
+        assert!(reply.body.is_empty());
+        assert!(reply
+            .headers
+            .contains(&("Allow", "GET, HEAD, POST, OPTIONS".to_string())));
     }
 
     #[test]

@@ -1,6 +1,10 @@
-//! Every error status of `/process` and the router, with its JSON body.
+//! Every error status of `/process`, the router and the HTTP layer, with its JSON body.
 
-use crate::util::{corpus, multipart_body, TestServer, BOUNDARY, KEY};
+use std::collections::HashSet;
+use std::io::Write;
+use std::time::Duration;
+
+use crate::util::{corpus, multipart_body, read_response, Response, TestServer, BOUNDARY, KEY};
 
 #[test]
 fn missing_and_wrong_key_are_401() {
@@ -183,4 +187,113 @@ fn transport_errors_carry_json_bodies() {
     assert_eq!(reply.status, 400);
     assert_eq!(reply.json()["error"]["code"], "bad_request");
     assert_eq!(server.get("/health").status, 200);
+}
+
+/// Checks that a reply of the HTTP layer has the JSON error shape and a new
+/// generated id in `X-Request-Id`, in the body and in a `warn` log line that
+/// names the status and code. Returns the id.
+fn assert_http_layer_reply(
+    server: &TestServer,
+    reply: &Response,
+    status: u16,
+    code: &str,
+) -> String {
+    assert_eq!(reply.status, status, "{code}: {}", reply.describe());
+    assert_eq!(reply.error_code(), code);
+    let id = reply
+        .header("x-request-id")
+        .unwrap_or_else(|| panic!("{code}: no X-Request-Id"))
+        .to_string();
+    assert!(
+        id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{code}: X-Request-Id {id:?} is not a generated id"
+    );
+    assert_eq!(reply.json()["error"]["request_id"], id.as_str(), "{code}");
+
+    let log = server.wait_for_log(&format!("request id={id} "));
+    let line = log
+        .lines()
+        .find(|line| line.contains(&format!("request id={id} ")))
+        .unwrap();
+    assert!(line.contains(&format!(" status={status} ")), "{line}");
+    assert!(line.contains(&format!(" error={code} ")), "{line}");
+    assert!(line.contains("WARN"), "{line}");
+    id
+}
+
+#[test]
+fn http_layer_errors_carry_request_ids() {
+    let server = TestServer::start(&[]);
+    let long_url = format!(
+        "GET /health?{} HTTP/1.1\r\nHost: t\r\n\r\n",
+        "u".repeat(100 * 1024)
+    );
+    let long_header = format!(
+        "GET /health HTTP/1.1\r\nHost: t\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(100 * 1024)
+    );
+    // (request, status, code, the start of the log line after the id)
+    let cases = [
+        (
+            "POST /process?w=1 HTTP/1.1\r\nHost: t\r\nX-Request-Id: client-chosen\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n".to_string(),
+            400,
+            "bad_request",
+            "method=POST path=/process status=400",
+        ),
+        ("GARBAGE\r\n\r\n".to_string(), 400, "bad_request", "method=- path=- status=400"),
+        (long_url, 414, "uri_too_long", "method=- path=- status=414"),
+        (
+            "POST /process HTTP/1.1\r\nHost: t\r\nExpect: later\r\nContent-Length: 0\r\n\r\n".to_string(),
+            417,
+            "expectation_failed",
+            "method=POST path=/process status=417",
+        ),
+        (long_header, 431, "header_too_large", "method=GET path=/health status=431"),
+        (
+            "GET /health HTTP/2.0\r\nHost: t\r\n\r\n".to_string(),
+            505,
+            "http_version_not_supported",
+            "method=GET path=/health status=505",
+        ),
+    ];
+
+    let mut ids = HashSet::new();
+    for (request, status, code, logged) in cases {
+        let reply = server.raw(request.as_bytes());
+        let id = assert_http_layer_reply(&server, &reply, status, code);
+        assert!(
+            server.log().contains(&format!("request id={id} {logged}")),
+            "{code}: no line with {logged:?}; log:\n{}",
+            server.log()
+        );
+        assert!(ids.insert(id), "{code}: the id was used before");
+    }
+    assert_eq!(server.get("/health").status, 200);
+}
+
+#[test]
+fn head_timeout_408_carries_request_id() {
+    let server = TestServer::start(&[("IMGFLUX_READ_TIMEOUT_SECS", "1")]);
+    let mut stream = server.connect();
+    // The request line is complete, so the log line names it.
+    stream
+        .write_all(b"GET /health HTTP/1.1\r\nHost: t")
+        .unwrap();
+    let reply = read_response(&mut stream);
+    let id = assert_http_layer_reply(&server, &reply, 408, "request_timeout");
+    let logged = format!("request id={id} method=GET path=/health status=408");
+    assert!(server.log().contains(&logged), "{}", server.log());
+}
+
+#[test]
+fn connection_cap_503_carries_request_id() {
+    let server = TestServer::start(&[("IMGFLUX_MAX_CONNECTIONS", "2")]);
+    let _idle: Vec<_> = (0..2).map(|_| server.connect()).collect();
+    // The accept thread counts a connection once it has taken it.
+    std::thread::sleep(Duration::from_millis(300));
+
+    let mut rejected = server.connect();
+    let reply = read_response(&mut rejected);
+    assert_http_layer_reply(&server, &reply, 503, "too_many_connections");
+    assert_eq!(reply.header("retry-after"), Some("1"));
 }

@@ -5,9 +5,10 @@
 //! Every exchange here has its own deadline, so a server that hangs fails the
 //! test instead of stalling the suite. Servers that test timeouts start with
 //! a short `IMGFLUX_READ_TIMEOUT_SECS` and `IMGFLUX_REQUEST_TIMEOUT_SECS`.
-//! Replies of the HTTP layer itself (400 for a bad request line, 408 for a
-//! slow head, 414, 431, 505, and 503 past the connection cap) carry no request
-//! id, so the tests check their status and not the whole JSON error body.
+//! Most cases here check only the status, because several statuses can be
+//! right for one malformed request. The JSON body and request id of the HTTP
+//! layer's own replies (400, 408, 414, 417, 431, 505, and 503 past the
+//! connection cap) are checked in `errors.rs`.
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpStream};

@@ -8,6 +8,7 @@ mod errors;
 mod hostile;
 mod process;
 mod shutdown;
+mod targets;
 mod util;
 
 #[path = "../support/mod.rs"]

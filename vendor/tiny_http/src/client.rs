@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::common::{HTTPVersion, Method};
+use crate::error_reply::{ErrorReplyHook, ErrorReplyKind, PreparedReply};
 use crate::request::UnreadBody;
 use crate::util::{RefinedTcpStream, SocketTimeouts};
 use crate::util::{SequentialReader, SequentialReaderBuilder, SequentialWriterBuilder};
@@ -49,6 +50,12 @@ pub struct ClientConnection {
 
     // what to do with the body that the last request left on the socket, set by that request
     unread_body: Arc<Mutex<UnreadBody>>,
+
+    // gives the error replies written here a request id and receives a report of each
+    error_reply_hook: Option<Arc<dyn ErrorReplyHook>>,
+
+    // method and target of the current request, once its request line has been parsed
+    request_line: Option<(Method, String)>,
 }
 
 /// Longest time a closing connection keeps reading and dropping what the client still sends.
@@ -84,6 +91,7 @@ impl ClientConnection {
         mut read_socket: RefinedTcpStream,
         timeouts: Arc<SocketTimeouts>,
         limits: Limits,
+        error_reply_hook: Option<Arc<dyn ErrorReplyHook>>,
     ) -> ClientConnection {
         let remote_addr = read_socket.peer_addr();
         let secure = read_socket.secure();
@@ -103,6 +111,8 @@ impl ClientConnection {
             limits,
             head_len: 0,
             unread_body: Arc::new(Mutex::new(UnreadBody::Skip(0))),
+            error_reply_hook,
+            request_line: None,
         }
     }
 
@@ -211,10 +221,29 @@ impl ClientConnection {
         io::copy(&mut rest, &mut io::sink()).ok();
     }
 
+    /// Writes an error reply with `Connection: close`, then closes the connection once it is
+    /// sent. Returns `None`, the iterator's end, for the caller to return.
+    fn reply_and_close(&mut self, kind: ErrorReplyKind, version: HTTPVersion) -> Option<Request> {
+        let writer = self.sink.next().unwrap();
+        let request_line = self
+            .request_line
+            .as_ref()
+            .map(|(method, url)| (method.as_str(), url.as_str()));
+        PreparedReply::new(kind, self.error_reply_hook.as_deref()).write(
+            writer,
+            version,
+            true,
+            request_line,
+        );
+        self.close_gracefully();
+        None
+    }
+
     /// Reads a request from the stream.
     /// Blocks until the header has been read.
     fn read(&mut self) -> Result<Request, ReadError> {
         self.head_len = 0;
+        self.request_line = None;
         self.skip_unread_body()?;
 
         self.timeouts
@@ -229,9 +258,11 @@ impl ClientConnection {
                     e => e,
                 })?;
 
-                parse_request_line(
+                let (method, path, version) = parse_request_line(
                     line.as_str().trim(), // TODO: remove this conversion
-                )?
+                )?;
+                self.request_line = Some((method.clone(), path.clone()));
+                (method, path, version)
             };
 
             // getting all headers
@@ -319,81 +350,33 @@ impl Iterator for ClientConnection {
                 Err(ReadError::WrongRequestLine)
                 | Err(ReadError::InvalidLine)
                 | Err(ReadError::InvalidFraming) => {
-                    let writer = self.sink.next().unwrap();
-                    let response = error_response(400, "bad_request", MALFORMED_REQUEST);
-                    response
-                        .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
-                        .ok();
-                    self.close_gracefully();
-                    return None; // we don't know where the next request would start,
-                                 // se we have to close
+                    // we don't know where the next request would start, so we have to close
+                    return self.reply_and_close(BAD_REQUEST, HTTPVersion(1, 1));
                 }
 
                 Err(ReadError::WrongHeader(ver)) => {
-                    let writer = self.sink.next().unwrap();
-                    let response = error_response(400, "bad_request", MALFORMED_REQUEST);
-                    response.raw_print(writer, ver, &[], false, None).ok();
-                    self.close_gracefully();
-                    return None; // we don't know where the next request would start,
-                                 // se we have to close
+                    // we don't know where the next request would start, so we have to close
+                    return self.reply_and_close(BAD_REQUEST, ver);
                 }
 
                 // a connection that timed out before sending any byte is closed without a word
                 Err(ReadError::ReadIoError(ref err))
                     if err.kind() == ErrorKind::TimedOut && self.head_len > 0 =>
                 {
-                    // request timeout
-                    let writer = self.sink.next().unwrap();
-                    let response = error_response(
-                        408,
-                        "request_timeout",
-                        "the request head was not received in time; send it without pauses",
-                    );
-                    response
-                        .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
-                        .ok();
-                    self.close_gracefully();
-                    return None; // closing the connection
+                    return self.reply_and_close(REQUEST_TIMEOUT, HTTPVersion(1, 1));
                 }
 
                 Err(ReadError::ExpectationFailed(ver)) => {
-                    let writer = self.sink.next().unwrap();
-                    let response = error_response(
-                        417,
-                        "expectation_failed",
-                        "the Expect header is not supported; only 100-continue is",
-                    );
-                    response.raw_print(writer, ver, &[], true, None).ok();
-                    self.close_gracefully();
-                    return None; // TODO: should be recoverable, but needs handling in case of body
+                    // TODO: should be recoverable, but needs handling in case of body
+                    return self.reply_and_close(EXPECTATION_FAILED, ver);
                 }
 
                 Err(ReadError::RequestLineTooLong) => {
-                    let writer = self.sink.next().unwrap();
-                    let response = error_response(
-                        414,
-                        "uri_too_long",
-                        "the request line is too long; send a shorter URL",
-                    );
-                    response
-                        .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
-                        .ok();
-                    self.close_gracefully();
-                    return None;
+                    return self.reply_and_close(URI_TOO_LONG, HTTPVersion(1, 1));
                 }
 
                 Err(ReadError::HeadTooLarge) => {
-                    let writer = self.sink.next().unwrap();
-                    let response = error_response(
-                        431,
-                        "header_too_large",
-                        "a header line or the request head is too large; send smaller headers",
-                    );
-                    response
-                        .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
-                        .ok();
-                    self.close_gracefully();
-                    return None;
+                    return self.reply_and_close(HEADER_TOO_LARGE, HTTPVersion(1, 1));
                 }
 
                 Err(ReadError::UnreadBody) => {
@@ -409,20 +392,18 @@ impl Iterator for ClientConnection {
 
             // checking HTTP version
             if *rq.http_version() > (1, 1) {
+                let reply = PreparedReply::new(
+                    HTTP_VERSION_NOT_SUPPORTED,
+                    self.error_reply_hook.as_deref(),
+                );
+                let method = rq.method().as_str().to_owned();
+                let url = rq.url().to_owned();
                 // The request's own writer, since a later one waits for it to be dropped.
                 // Stock 0.12 took a new writer here and so blocked forever.
                 let mut writer = rq.into_writer();
-                // Without `Connection: close`: the connection stays usable.
-                let response = json_error(
-                    505,
-                    "http_version_not_supported",
-                    "this server supports HTTP/1.0 and HTTP/1.1 only",
-                );
-                response
-                    .raw_print(&mut writer, HTTPVersion(1, 1), &[], false, None)
-                    .ok();
-                // The writer buffers; without a flush the reply would wait for the next request.
-                writer.flush().ok();
+                // Without `Connection: close`: the connection stays usable. `write` flushes,
+                // so the reply does not wait for the next request.
+                reply.write(&mut writer, HTTPVersion(1, 1), false, Some((&method, &url)));
                 continue;
             }
 
@@ -481,6 +462,42 @@ fn parse_request_line(line: &str) -> Result<(Method, String, HTTPVersion), ReadE
         .ok_or(ReadError::WrongRequestLine)
 }
 
+const BAD_REQUEST: ErrorReplyKind = ErrorReplyKind {
+    status: 400,
+    code: "bad_request",
+    message: "the request is malformed: its request line, a header or its body framing is invalid",
+};
+
+const REQUEST_TIMEOUT: ErrorReplyKind = ErrorReplyKind {
+    status: 408,
+    code: "request_timeout",
+    message: "the request head was not received in time; send it without pauses",
+};
+
+const EXPECTATION_FAILED: ErrorReplyKind = ErrorReplyKind {
+    status: 417,
+    code: "expectation_failed",
+    message: "the Expect header is not supported; only 100-continue is",
+};
+
+const URI_TOO_LONG: ErrorReplyKind = ErrorReplyKind {
+    status: 414,
+    code: "uri_too_long",
+    message: "the request line is too long; send a shorter URL",
+};
+
+const HEADER_TOO_LARGE: ErrorReplyKind = ErrorReplyKind {
+    status: 431,
+    code: "header_too_large",
+    message: "a header line or the request head is too large; send smaller headers",
+};
+
+const HTTP_VERSION_NOT_SUPPORTED: ErrorReplyKind = ErrorReplyKind {
+    status: 505,
+    code: "http_version_not_supported",
+    message: "this server supports HTTP/1.0 and HTTP/1.1 only",
+};
+
 #[cfg(test)]
 mod test {
     #[test]
@@ -494,28 +511,4 @@ mod test {
         assert!(super::parse_request_line("GET /hello").is_err());
         assert!(super::parse_request_line("qsd qsd qsd").is_err());
     }
-}
-
-const MALFORMED_REQUEST: &str =
-    "the request is malformed: its request line, a header or its body framing is invalid";
-
-/// Builds an error response with a JSON body in the form ImgFlux uses for its own errors,
-/// `{"error": {"status", "code", "message"}}`, and `Connection: close`.
-fn error_response(
-    status: u16,
-    code: &str,
-    message: &str,
-) -> crate::Response<std::io::Cursor<Vec<u8>>> {
-    json_error(status, code, message).with_connection_close()
-}
-
-/// Builds an error response with a JSON body, `{"error": {"status", "code", "message"}}`.
-fn json_error(status: u16, code: &str, message: &str) -> crate::Response<std::io::Cursor<Vec<u8>>> {
-    let body =
-        format!(r#"{{"error":{{"code":"{code}","message":"{message}","status":{status}}}}}"#);
-    let content_type = crate::Header::from_bytes(&b"Content-Type"[..], &b"application/json"[..])
-        .expect("a static header is valid");
-    crate::Response::from_string(body)
-        .with_status_code(crate::StatusCode(status))
-        .with_header(content_type)
 }

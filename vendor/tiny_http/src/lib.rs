@@ -109,10 +109,12 @@ use std::time::Duration;
 
 use client::ClientConnection;
 use connection::Connection;
+use error_reply::{ErrorReplyKind, PreparedReply};
 use util::MessagesQueue;
 
 pub use common::{HTTPVersion, Header, HeaderField, Method, StatusCode};
 pub use connection::{ConfigListenAddr, ListenAddr, Listener};
+pub use error_reply::{ErrorReply, ErrorReplyHook};
 pub use request::{ReadWrite, Request};
 pub use response::{Response, ResponseBox};
 pub use test::TestRequest;
@@ -120,6 +122,7 @@ pub use test::TestRequest;
 mod client;
 mod common;
 mod connection;
+mod error_reply;
 mod request;
 mod response;
 mod ssl;
@@ -178,6 +181,11 @@ pub struct ServerConfig {
 
     /// Timeouts and size limits applied to every client connection.
     pub limits: Limits,
+
+    /// Gives a request id to each error reply that the server writes by itself (400, 408,
+    /// 414, 417, 431, 505 and the 503 over `Limits::max_connections`) and receives a report
+    /// of each one. With `None` these replies carry no request id.
+    pub error_reply_hook: Option<Arc<dyn ErrorReplyHook>>,
 }
 
 /// Timeouts and size limits that protect the server from slow or hostile clients.
@@ -257,6 +265,7 @@ impl Server {
             addr: ConfigListenAddr::from_socket_addrs(addr)?,
             ssl: None,
             limits: Limits::default(),
+            error_reply_hook: None,
         })
     }
 
@@ -274,6 +283,7 @@ impl Server {
             addr: ConfigListenAddr::from_socket_addrs(addr)?,
             ssl: Some(config),
             limits: Limits::default(),
+            error_reply_hook: None,
         })
     }
 
@@ -287,13 +297,14 @@ impl Server {
             addr: ConfigListenAddr::unix_from_path(path),
             ssl: None,
             limits: Limits::default(),
+            error_reply_hook: None,
         })
     }
 
     /// Builds a new server that listens on the specified address.
     pub fn new(config: ServerConfig) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
         let listener = config.addr.bind()?;
-        Self::from_listener_with_limits(listener, config.ssl, config.limits)
+        Self::start(listener, config.ssl, config.limits, config.error_reply_hook)
     }
 
     /// Builds a new server using the specified TCP listener, with the default `Limits`.
@@ -313,7 +324,16 @@ impl Server {
         ssl_config: Option<SslConfig>,
         limits: Limits,
     ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
-        let listener = listener.into();
+        Self::start(listener.into(), ssl_config, limits, None)
+    }
+
+    /// Starts the accept thread on `listener`.
+    fn start(
+        listener: Listener,
+        ssl_config: Option<SslConfig>,
+        limits: Limits,
+        error_reply_hook: Option<Arc<dyn ErrorReplyHook>>,
+    ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
         // building the "close" variable
         let close_trigger = Arc::new(AtomicBool::new(false));
 
@@ -377,7 +397,7 @@ impl Server {
                         }
                         rejected += 1;
                         if ssl.is_none() {
-                            reject_connection(sock);
+                            reject_connection(sock, error_reply_hook.as_deref());
                         }
                         continue;
                     }
@@ -426,6 +446,7 @@ impl Server {
                             read_closable,
                             timeouts,
                             limits,
+                            error_reply_hook.clone(),
                         ))
                     }
                     Err(e) => Err(e),
@@ -546,16 +567,29 @@ impl Drop for ConnectionCount {
 
 /// Answers a connection over `Limits::max_connections` with 503 and closes it, without
 /// blocking the accept thread.
-fn reject_connection(mut sock: Connection) {
-    const BODY: &str = r#"{"error":{"code":"too_many_connections","message":"the server has too many open connections; retry after 1 second","status":503}}"#;
+fn reject_connection(mut sock: Connection, hook: Option<&dyn ErrorReplyHook>) {
+    const TOO_MANY_CONNECTIONS: ErrorReplyKind = ErrorReplyKind {
+        status: 503,
+        code: "too_many_connections",
+        message: "the server has too many open connections; retry after 1 second",
+    };
+    let reply = PreparedReply::new(TOO_MANY_CONNECTIONS, hook);
+    let body = reply.body();
+    let request_id = reply
+        .request_id()
+        .map(|id| format!("X-Request-Id: {id}\r\n"))
+        .unwrap_or_default();
     let response = format!(
         "HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\nRetry-After: 1\r\n\r\n{BODY}",
-        BODY.len()
+         Content-Type: application/json\r\nContent-Length: {}\r\nRetry-After: 1\r\n\
+         {request_id}\r\n{body}",
+        body.len()
     );
 
     // a new socket has an empty send buffer, so the write completes unless the client is gone
-    if sock.set_nonblocking(true).is_err() || sock.write_all(response.as_bytes()).is_err() {
+    let written = sock.set_nonblocking(true).is_ok() && sock.write_all(response.as_bytes()).is_ok();
+    reply.report(None, body.len());
+    if !written {
         return;
     }
     sock.shutdown(Shutdown::Write).ok();

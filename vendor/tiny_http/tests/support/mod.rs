@@ -130,10 +130,19 @@ pub fn is_closed_by_peer(stream: &mut TcpStream) -> bool {
 
 /// Creates a server on 127.0.0.1 with the given limits.
 pub fn new_server_with_limits(limits: tiny_http::Limits) -> tiny_http::Server {
+    new_server_with_hook(limits, None)
+}
+
+/// Creates a server on 127.0.0.1 with the given limits and error reply hook.
+pub fn new_server_with_hook(
+    limits: tiny_http::Limits,
+    error_reply_hook: Option<std::sync::Arc<dyn tiny_http::ErrorReplyHook>>,
+) -> tiny_http::Server {
     tiny_http::Server::new(tiny_http::ServerConfig {
         addr: tiny_http::ConfigListenAddr::from_socket_addrs("127.0.0.1:0").unwrap(),
         ssl: None,
         limits,
+        error_reply_hook,
     })
     .unwrap()
 }
