@@ -34,8 +34,8 @@ pub struct Metrics {
     pub in_flight: Gauge,
     /// Requests admitted and receiving their body or waiting for a worker.
     pub queued: Gauge,
-    /// Bytes the free image workers keep allocated for their next request.
-    pub worker_buffer_bytes: Gauge,
+    /// Bytes kept allocated for reuse by the next requests.
+    pub reusable_buffer_bytes: Gauge,
 }
 
 impl Metrics {
@@ -80,11 +80,12 @@ impl Metrics {
             "/process requests admitted and receiving their body or waiting for a worker",
             queued.clone(),
         );
-        let worker_buffer_bytes = Gauge::default();
+        let reusable_buffer_bytes = Gauge::default();
         registry.register(
-            "worker_buffer_bytes",
-            "Bytes the free image workers keep allocated for reuse; freed after 1 s without work",
-            worker_buffer_bytes.clone(),
+            "reusable_buffer_bytes",
+            "Bytes of pixel, resizer and body buffers kept for the next requests; freed after 1 s \
+             without work",
+            reusable_buffer_bytes.clone(),
         );
         let worker_gauge = Gauge::<i64>::default();
         worker_gauge.set(workers as i64);
@@ -98,7 +99,7 @@ impl Metrics {
             bytes_sent,
             in_flight,
             queued,
-            worker_buffer_bytes,
+            reusable_buffer_bytes,
         }
     }
 

@@ -71,7 +71,8 @@ pub fn run(
 ) -> Outcome {
     let started = Instant::now();
     let limit = service.config.max_body_bytes;
-    let body = match body::read_limited(reader, ticket.content_length, limit, deadline) {
+    let buffer = service.body_buffers.take();
+    let body = match body::read_limited(reader, ticket.content_length, limit, deadline, buffer) {
         Ok(body) => body,
         Err(error) => {
             return Outcome {
@@ -85,9 +86,11 @@ pub fn run(
     let result = service
         .acquire_worker(deadline)
         .and_then(|mut permit| process_body(service, ticket, &body, deadline, permit.scratch()));
+    let bytes_in = body.len() as u64;
+    service.body_buffers.give_back(body);
     Outcome {
         result,
-        bytes_in: body.len() as u64,
+        bytes_in,
         read,
     }
 }

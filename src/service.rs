@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use crate::auth::KeySet;
+use crate::body::BodyBuffers;
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::http::{Head, Reply};
@@ -97,6 +98,8 @@ pub struct Service {
     pub config: Config,
     pub keys: KeySet,
     pub metrics: Metrics,
+    /// Body buffers of finished requests, kept for the next ones.
+    pub body_buffers: BodyBuffers,
     draining: AtomicBool,
     /// `/process` requests admitted and not yet replied to.
     outstanding: AtomicUsize,
@@ -117,10 +120,15 @@ impl Service {
         let keys = KeySet::new(&config.api_keys);
         let metrics = Metrics::new(config.workers);
         let workers = config.workers;
+        // A body buffer grows by doubling when no length is declared.
+        let max_body_buffer = usize::try_from(config.max_body_bytes + 1)
+            .unwrap_or(usize::MAX)
+            .saturating_mul(2);
         Service {
             config,
             keys,
             metrics,
+            body_buffers: BodyBuffers::new(2 * workers, max_body_buffer),
             draining: AtomicBool::new(false),
             outstanding: AtomicUsize::new(0),
             free_workers: Mutex::new(FreeWorkers {
@@ -189,8 +197,9 @@ impl Service {
         }
     }
 
-    /// Frees the buffers the image workers keep once every worker has been
-    /// free for `idle`, and returns the number of bytes freed.
+    /// Frees the reusable buffers of the image workers and of request
+    /// bodies once every worker has been free for `idle`, and returns the
+    /// number of bytes freed.
     ///
     /// Under steady load the buffers are reused from request to request;
     /// after it, the memory goes back to the system.
@@ -199,16 +208,27 @@ impl Service {
         if free.scratch.len() < self.config.workers || free.last_freed.elapsed() < idle {
             return 0;
         }
-        let freed = free.scratch.iter_mut().map(Scratch::release).sum();
-        self.metrics.worker_buffer_bytes.set(0);
-        freed
+        let scratch: usize = free.scratch.iter_mut().map(Scratch::release).sum();
+        drop(free);
+        scratch + self.body_buffers.release()
     }
 
-    /// Renders the metrics, with the queue length as of now.
+    /// Returns the bytes kept for reuse by the free workers and in body buffers.
+    fn reusable_bytes(&self) -> usize {
+        let free = self.free_workers.lock().unwrap_or_else(|e| e.into_inner());
+        let scratch: usize = free.scratch.iter().map(Scratch::retained_bytes).sum();
+        drop(free);
+        scratch + self.body_buffers.retained_bytes()
+    }
+
+    /// Renders the metrics, with the queue length and the reusable memory
+    /// as of now.
     pub fn render_metrics(&self) -> String {
         let in_flight = self.metrics.in_flight.get().max(0) as usize;
         let queued = self.outstanding().saturating_sub(in_flight);
         self.metrics.queued.set(queued as i64);
+        let reusable = i64::try_from(self.reusable_bytes()).unwrap_or(i64::MAX);
+        self.metrics.reusable_buffer_bytes.set(reusable);
         self.metrics.render()
     }
 
@@ -339,11 +359,6 @@ impl Drop for WorkerPermit<'_> {
             .unwrap_or_else(|e| e.into_inner());
         free.scratch.push(scratch);
         free.last_freed = Instant::now();
-        let retained: usize = free.scratch.iter().map(Scratch::retained_bytes).sum();
-        self.service
-            .metrics
-            .worker_buffer_bytes
-            .set(retained as i64);
         self.service.metrics.in_flight.dec();
         self.service.worker_freed.notify_one();
     }

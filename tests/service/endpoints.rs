@@ -44,32 +44,32 @@ fn metrics_count_process_requests() {
     assert!(text.contains("imgflux_requests_in_flight 0"));
 }
 
-/// Returns the value of the worker buffer gauge from /metrics.
-fn worker_buffer_bytes(server: &TestServer) -> u64 {
+/// Returns the value of the reusable buffer gauge from /metrics.
+fn reusable_buffer_bytes(server: &TestServer) -> u64 {
     let reply = server.get("/metrics");
     let text = String::from_utf8(reply.body).unwrap();
     let line = text
         .lines()
-        .find(|line| line.starts_with("imgflux_worker_buffer_bytes "))
-        .unwrap_or_else(|| panic!("no worker buffer gauge in {text}"));
+        .find(|line| line.starts_with("imgflux_reusable_buffer_bytes "))
+        .unwrap_or_else(|| panic!("no reusable buffer gauge in {text}"));
     line.rsplit(' ').next().unwrap().parse().unwrap()
 }
 
 #[test]
-fn worker_buffers_are_kept_then_freed_when_idle() {
+fn reusable_buffers_are_freed_when_idle() {
     let server = TestServer::start(&[("IMGFLUX_WORKERS", "1")]);
-    assert_eq!(worker_buffer_bytes(&server), 0);
+    assert_eq!(reusable_buffer_bytes(&server), 0);
     // 1165x859 to 500 px wide resizes, so the worker keeps the decoded
-    // pixels and the resizer's rows for its next request.
+    // pixels and the resizer's rows, and the body buffer is kept too.
     let photo = corpus("photos/harvesters_1165x859.jpg");
     assert_eq!(server.process("w=500", &photo).status, 200);
     server.wait_for_log("path=/process status=200");
-    let kept = worker_buffer_bytes(&server);
+    let kept = reusable_buffer_bytes(&server);
     assert!(kept > 500_000, "the worker kept only {kept} bytes");
 
     // The service frees them about a second after the last request.
     let give_up = Instant::now() + Duration::from_secs(10);
-    while worker_buffer_bytes(&server) != 0 {
+    while reusable_buffer_bytes(&server) != 0 {
         assert!(Instant::now() < give_up, "buffers still kept after 10 s");
         std::thread::sleep(Duration::from_millis(100));
     }
