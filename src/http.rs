@@ -103,6 +103,15 @@ impl Reply {
         }
     }
 
+    /// Builds a 204 reply, which has neither a body nor a content type.
+    pub fn no_content() -> Reply {
+        Reply {
+            status: 204,
+            headers: Vec::new(),
+            body: Vec::new(),
+        }
+    }
+
     /// Builds a JSON reply from a `serde_json` value.
     pub fn json(status: u16, value: &serde_json::Value) -> Reply {
         let body = serde_json::to_vec(value).expect("a JSON value always serializes");

@@ -257,7 +257,7 @@ impl Service {
 
     /// Builds the reply to a CORS preflight for `/process`.
     fn preflight(&self, head: &Head) -> Reply {
-        let mut reply = Reply::new(204, "text/plain", Vec::new());
+        let mut reply = Reply::no_content();
         if self.allowed_origin(head).is_some() {
             reply.set_header("Access-Control-Allow-Methods", "POST".to_string());
             reply.set_header(

@@ -1661,6 +1661,10 @@ fn cors_allows_only_listed_origins() {
     let reply = exchange(&server, preflight("https://app.example").as_bytes(), PROMPT)
         .reply("listed preflight");
     assert_eq!(reply.status, 204);
+    // RFC 9110 section 8.6: a 204 has no Content-Length, and no body.
+    assert!(reply.header("content-length").is_none());
+    assert!(reply.header("content-type").is_none());
+    assert!(reply.body.is_empty());
     assert_eq!(
         reply.header("access-control-allow-origin"),
         Some("https://app.example")

@@ -405,8 +405,13 @@ where
                 _ => false,
             };
 
+        // RFC 9110 section 8.6 forbids Content-Length in a 1xx or 204 reply,
+        // which has no body (ImgFlux patch 13).
+        let forbids_length = matches!(self.status_code.0, 100..=199 | 204);
+
         // preparing headers for transfer
         match transfer_encoding {
+            _ if forbids_length => (),
             Some(TransferEncoding::Chunked) => self
                 .headers
                 .push(Header::from_bytes(&b"Transfer-Encoding"[..], &b"chunked"[..]).unwrap()),
