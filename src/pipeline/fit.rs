@@ -120,8 +120,8 @@ impl Geometry {
 /// Stage: computes the geometry from the displayed size of the source.
 ///
 /// The geometry refers to the stored size from the header, even when the
-/// JPEG decoder has already shrunk the pixels. `resize` maps the crop onto
-/// the shrunk image.
+/// JPEG decoder has already scaled the pixels down. `resize` maps the crop
+/// onto the scaled image.
 pub fn stage(context: &mut Context<'_>) -> Result<(), ApiError> {
     let displayed = orient::displayed_size(context.stored_size, context.orientation);
     let geometry = compute(displayed, context.job.options, context.job.limits)?;
