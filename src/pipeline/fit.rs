@@ -126,8 +126,31 @@ pub fn stage(context: &mut Context<'_>) -> Result<(), ApiError> {
     let displayed = orient::displayed_size(context.stored_size, context.orientation);
     let geometry = compute(displayed, context.job.options, context.job.limits)?;
     check_format_limits(geometry.canvas, context.output_format)?;
+    let frames = u32::try_from(context.frames.len()).unwrap_or(u32::MAX);
+    check_animation_limits(geometry.canvas, frames, context.job.limits)?;
     context.geometry = Some(geometry);
     Ok(())
+}
+
+/// Rejects a kept animation whose frames together exceed
+/// `max_output_pixels`, because every resized frame is held in memory
+/// until the encoder has written them all.
+fn check_animation_limits(
+    canvas: (u32, u32),
+    frames: u32,
+    limits: &Limits,
+) -> Result<(), ApiError> {
+    let (width, height) = canvas;
+    let pixels = u64::from(width) * u64::from(height) * u64::from(frames.max(1));
+    if frames <= 1 || pixels <= limits.max_output_pixels {
+        return Ok(());
+    }
+    Err(ApiError::OutputTooLarge(format!(
+        "the output would be {frames} frames of {width}x{height} = {pixels} px, over the \
+         maximum of {} px (max_output_pixels); request a smaller w or h, or format=png for \
+         the first frame only",
+        limits.max_output_pixels
+    )))
 }
 
 /// Returns the smallest JPEG decode scale (shrink-on-load) that still
@@ -414,6 +437,19 @@ mod tests {
         fit: Fit,
     ) -> (u32, u32) {
         geometry(source, &request(width, height, fit)).canvas
+    }
+
+    #[test]
+    fn animation_limit_counts_every_frame() {
+        let limits = Limits {
+            max_output_pixels: 1000,
+            ..Limits::default()
+        };
+        assert!(check_animation_limits((10, 10), 10, &limits).is_ok());
+        assert!(check_animation_limits((40, 25), 1, &limits).is_ok());
+        let error = check_animation_limits((10, 10), 11, &limits).unwrap_err();
+        assert_eq!(error.code(), "output_too_large");
+        assert!(error.message().contains("11 frames"), "{}", error.message());
     }
 
     #[test]

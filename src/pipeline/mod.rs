@@ -46,7 +46,7 @@ pub struct Limits {
     pub max_input_pixels: u64,
     /// Maximum width or height of the output, in pixels.
     pub max_output_side: u32,
-    /// Maximum output pixels, width × height.
+    /// Maximum output pixels, width × height × frames kept.
     pub max_output_pixels: u64,
     /// Maximum number of animation frames decoded.
     pub max_frames: u32,

@@ -1824,3 +1824,53 @@ fn truncated_uploads_never_get_5xx() {
     }
     assert_serving(&server, "truncated uploads");
 }
+
+/// Returns a GIF of `frames` frames of 8x8 px, each a different grey.
+fn tiny_animation(frames: u8) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    {
+        let palette: Vec<u8> = (0..=255u8)
+            .flat_map(|level| [level, level, level])
+            .collect();
+        let mut encoder = gif::Encoder::new(&mut bytes, 8, 8, &palette).unwrap();
+        encoder.set_repeat(gif::Repeat::Infinite).unwrap();
+        for index in 0..frames {
+            let frame = gif::Frame {
+                width: 8,
+                height: 8,
+                delay: 10,
+                buffer: vec![index; 64].into(),
+                ..gif::Frame::default()
+            };
+            encoder.write_frame(&frame).unwrap();
+        }
+    }
+    bytes
+}
+
+#[test]
+fn enlarged_animation_is_rejected_before_resizing() {
+    // 100 frames of 7071x7071 px would hold 20 GB of resized frames.
+    let server = TestServer::start(&[]);
+    let animation = tiny_animation(100);
+    for format in ["webp", "gif"] {
+        let query = format!("w=7071&h=7071&fit=fill&format={format}");
+        let started = Instant::now();
+        let reply = server.process(&query, &animation);
+        assert_eq!(reply.status, 422, "{query}: {}", reply.describe());
+        assert_eq!(reply.error_code(), "output_too_large");
+        assert!(
+            started.elapsed() < PROMPT,
+            "{query} took {:?}",
+            started.elapsed()
+        );
+    }
+    // The same animation at a size within the limit keeps every frame.
+    let reply = server.process("w=64&format=gif", &animation);
+    assert_eq!(reply.status, 200, "{}", reply.describe());
+    assert_eq!(reply.image().width(), 64);
+    // A still output of the first frame only is not counted per frame.
+    let reply = server.process("w=7071&h=7071&fit=fill&format=png", &animation);
+    assert_eq!(reply.status, 200, "{}", reply.describe());
+    assert_eq!(server.get("/health").status, 200);
+}
