@@ -95,7 +95,7 @@ pub const SETTINGS: &[Setting] = &[
     Setting {
         name: "IMGFLUX_MAX_OUTPUT_PIXELS",
         default: "50000000",
-        help: "maximum output pixels (width x height)",
+        help: "maximum output pixels (width x height x frames of a kept animation)",
     },
     Setting {
         name: "IMGFLUX_MAX_FRAMES",
@@ -225,25 +225,31 @@ impl Config {
         }
 
         let positive = "a whole number, 1 or more";
-        if let Some(n) = reader.parse("IMGFLUX_WORKERS", positive, parse_positive) {
+        let workers = "a whole number, 1 to 1024";
+        if let Some(n) = reader.parse("IMGFLUX_WORKERS", workers, |v| parse_up_to(v, 1, 1024)) {
             config.workers = n as usize;
             config.queue_size = QUEUE_PER_WORKER * config.workers;
         }
-        let queue = "a whole number, 0 or more";
-        if let Some(n) = reader.parse("IMGFLUX_QUEUE_SIZE", queue, |v| v.parse::<u32>().ok()) {
+        let queue = "a whole number, 0 to 65536";
+        if let Some(n) = reader.parse("IMGFLUX_QUEUE_SIZE", queue, |v| parse_up_to(v, 0, 65536)) {
             config.queue_size = n as usize;
         }
-        if let Some(n) = reader.parse("IMGFLUX_MAX_BODY_BYTES", positive, parse_positive) {
+        let body = "a whole number of bytes, 1 to 1073741824 (1 GiB)";
+        if let Some(n) = reader.parse("IMGFLUX_MAX_BODY_BYTES", body, |v| {
+            parse_up_to(v, 1, 1 << 30)
+        }) {
             config.max_body_bytes = n;
         }
-        let seconds = "a whole number of seconds, 1 or more";
-        if let Some(n) = reader.parse("IMGFLUX_READ_TIMEOUT_SECS", seconds, parse_positive) {
+        // A day bounds the deadlines, so that adding them to the clock cannot overflow.
+        let seconds = "a whole number of seconds, 1 to 86400";
+        let parse_seconds = |v: &str| parse_up_to(v, 1, 86_400);
+        if let Some(n) = reader.parse("IMGFLUX_READ_TIMEOUT_SECS", seconds, parse_seconds) {
             config.read_timeout = Duration::from_secs(n);
         }
-        if let Some(n) = reader.parse("IMGFLUX_REQUEST_TIMEOUT_SECS", seconds, parse_positive) {
+        if let Some(n) = reader.parse("IMGFLUX_REQUEST_TIMEOUT_SECS", seconds, parse_seconds) {
             config.request_timeout = Duration::from_secs(n);
         }
-        if let Some(n) = reader.parse("IMGFLUX_SHUTDOWN_TIMEOUT_SECS", seconds, parse_positive) {
+        if let Some(n) = reader.parse("IMGFLUX_SHUTDOWN_TIMEOUT_SECS", seconds, parse_seconds) {
             config.shutdown_timeout = Duration::from_secs(n);
         }
         if let Some(n) = reader.parse("IMGFLUX_MAX_CONNECTIONS", positive, parse_positive) {
@@ -263,6 +269,9 @@ impl Config {
         if let Some(n) = reader.parse("IMGFLUX_MAX_FRAMES", frames, parse_frames) {
             config.limits.max_frames = n;
         }
+        let filter = "a level (error, warn, info, debug, trace or off), or comma-separated \
+                      target=level pairs such as info,imgflux=debug";
+        reader.parse("RUST_LOG", filter, |v| is_log_filter(v).then_some(()));
         let origins = "comma-separated origins such as https://example.com, or *";
         if let Some(list) = reader.parse("IMGFLUX_CORS_ORIGINS", origins, parse_origins) {
             config.cors_origins = list;
@@ -356,6 +365,33 @@ pub fn parse_keys(raw: &str) -> Vec<String> {
         .collect()
 }
 
+/// Parses a whole number from `min` to `max`.
+fn parse_up_to(value: &str, min: u64, max: u64) -> Option<u64> {
+    value
+        .parse::<u64>()
+        .ok()
+        .filter(|n| (min..=max).contains(n))
+}
+
+/// Returns whether `value` is a log filter of levels and target=level pairs.
+///
+/// env_logger would read a misspelt level such as `verbose` as the name of
+/// a module to log, and so log nothing at all, the start-up error included.
+fn is_log_filter(value: &str) -> bool {
+    const LEVELS: [&str; 6] = ["error", "warn", "info", "debug", "trace", "off"];
+    let is_level = |word: &str| LEVELS.iter().any(|level| level.eq_ignore_ascii_case(word));
+    if value.trim().is_empty() {
+        return true;
+    }
+    value.split(',').all(|directive| {
+        let directive = directive.trim();
+        match directive.split_once('=') {
+            Some((target, level)) => !target.trim().is_empty() && is_level(level.trim()),
+            None => is_level(directive),
+        }
+    })
+}
+
 fn parse_positive(value: &str) -> Option<u64> {
     value.parse::<u64>().ok().filter(|&n| n > 0)
 }
@@ -402,6 +438,39 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         Config::from_env(|name| map.get(name).cloned())
+    }
+
+    #[test]
+    fn absurd_sizes_and_durations_are_errors() {
+        for (name, value) in [
+            ("IMGFLUX_WORKERS", "100000"),
+            ("IMGFLUX_QUEUE_SIZE", "1000000"),
+            ("IMGFLUX_MAX_BODY_BYTES", "18446744073709551615"),
+            ("IMGFLUX_REQUEST_TIMEOUT_SECS", "18446744073709551615"),
+            ("IMGFLUX_SHUTDOWN_TIMEOUT_SECS", "86401"),
+        ] {
+            let error = config_from(&[(name, value)]).unwrap_err();
+            assert_eq!(error.0.len(), 1, "{name}={value}");
+            assert_eq!(error.0[0].name, name);
+        }
+        let config = config_from(&[
+            ("IMGFLUX_WORKERS", "1024"),
+            ("IMGFLUX_MAX_BODY_BYTES", "1073741824"),
+        ])
+        .unwrap();
+        assert_eq!(config.workers, 1024);
+        assert_eq!(config.max_body_bytes, 1 << 30);
+    }
+
+    #[test]
+    fn log_filter_must_name_levels() {
+        for valid in ["", "info", "WARN", "info,imgflux=debug", "tiny_http = off"] {
+            assert!(config_from(&[("RUST_LOG", valid)]).is_ok(), "{valid:?}");
+        }
+        for invalid in ["verbose", "info,loud", "=debug", "imgflux=chatty"] {
+            let error = config_from(&[("RUST_LOG", invalid)]).unwrap_err();
+            assert_eq!(error.0[0].name, "RUST_LOG", "{invalid:?}");
+        }
     }
 
     #[test]

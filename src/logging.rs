@@ -127,8 +127,10 @@ fn millis(duration: Duration) -> f64 {
 }
 
 /// Truncates a client-supplied path and escapes control characters, so one
-/// request cannot forge extra log lines.
+/// request cannot forge extra log lines. User info in an absolute-form
+/// target (`http://user:password@host/`) is replaced by `***`.
 fn sanitize(path: &str) -> String {
+    let path = redact_user_info(path);
     let mut clean: String = path
         .chars()
         .take(128)
@@ -140,9 +142,29 @@ fn sanitize(path: &str) -> String {
     clean
 }
 
+/// Replaces the user info of a `scheme://user@host` target with `***`.
+fn redact_user_info(target: &str) -> std::borrow::Cow<'_, str> {
+    let Some((scheme, rest)) = target.split_once("://") else {
+        return target.into();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}://***{}", &rest[at..]).into(),
+        None => target.into(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn user_info_never_reaches_the_log() {
+        let line = sanitize("http://admin:hunter2@127.0.0.1:3000/process?w=1");
+        assert_eq!(line, "http://***@127.0.0.1:3000/process?w=1");
+        assert_eq!(sanitize("/process?next=a@b"), "/process?next=a@b");
+        assert_eq!(sanitize("http://host/a@b"), "http://host/a@b");
+    }
 
     #[test]
     fn request_line_names_id_status_and_sizes() {

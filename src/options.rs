@@ -271,8 +271,9 @@ fn parse_integer(value: &str, min: u32, max: u32) -> Option<u32> {
 
 fn parse_dimension(name: &str, value: &str) -> Result<u32, ApiError> {
     parse_integer(value, 1, MAX_DIMENSION).ok_or_else(|| {
-        let expected = format!("an integer from 1 to {MAX_DIMENSION}");
-        invalid_value(name, value, &expected)
+        // The configured maximum is checked with the image, in `fit`.
+        let expected = "a positive integer no larger than max_output_side (8192 by default)";
+        invalid_value(name, value, expected)
     })
 }
 
@@ -542,17 +543,21 @@ mod tests {
     fn query_bad_cases() {
         // Each case: query, parameter named in the error, text the message contains.
         let cases: &[(&str, &str, &str)] = &[
-            ("w=0", "w", "'0' is not an integer from 1 to 4294967295"),
-            ("w=-5", "w", "'-5' is not an integer"),
-            ("w=+5", "w", "'+5' is not an integer"),
-            ("w=%2B5", "w", "'+5' is not an integer"),
-            ("w= 5", "w", "' 5' is not an integer"),
-            ("w=5.0", "w", "'5.0' is not an integer"),
-            ("w=abc", "w", "'abc' is not an integer"),
-            ("w=4294967296", "w", "'4294967296' is not an integer"),
-            ("w=", "w", "the value is empty; expected an integer"),
+            ("w=0", "w", "'0' is not a positive integer"),
+            ("w=-5", "w", "'-5' is not a positive integer"),
+            ("w=+5", "w", "'+5' is not a positive integer"),
+            ("w=%2B5", "w", "'+5' is not a positive integer"),
+            ("w= 5", "w", "' 5' is not a positive integer"),
+            ("w=5.0", "w", "'5.0' is not a positive integer"),
+            ("w=abc", "w", "'abc' is not a positive integer"),
+            (
+                "w=4294967296",
+                "w",
+                "'4294967296' is not a positive integer",
+            ),
+            ("w=", "w", "the value is empty; expected a positive integer"),
             ("w", "w", "the value is empty"),
-            ("h=0x10", "h", "'0x10' is not an integer"),
+            ("h=0x10", "h", "'0x10' is not a positive integer"),
             ("q=0", "q", "'0' is not an integer from 1 to 100"),
             ("q=101", "q", "'101' is not an integer from 1 to 100"),
             ("q=", "q", "the value is empty"),
@@ -641,7 +646,8 @@ mod tests {
         assert_eq!(error.code(), "invalid_parameter");
         assert_eq!(
             error.message(),
-            "invalid query parameter 'w': '0' is not an integer from 1 to 4294967295"
+            "invalid query parameter 'w': '0' is not a positive integer no larger than \
+             max_output_side (8192 by default)"
         );
     }
 

@@ -101,6 +101,7 @@ pub fn run(server: Server, service: Arc<Service>, stop: &AtomicBool) -> Shutdown
     let threads = service.config.workers + service.config.queue_size;
     let pool = ThreadPool::with_name("imgflux-request".to_string(), threads);
     let mut drain_started: Option<Instant> = None;
+    let mut last_idle_check = Instant::now();
     loop {
         if stop.load(Ordering::SeqCst) && drain_started.is_none() {
             log::info!(
@@ -127,13 +128,17 @@ pub fn run(server: Server, service: Arc<Service>, stop: &AtomicBool) -> Shutdown
         }
         match server.recv_timeout(POLL_INTERVAL) {
             Ok(Some(request)) => dispatch(request, &service, &pool),
-            Ok(None) => {
-                let freed = service.release_idle_memory(IDLE_RELEASE_AFTER);
-                if freed > 0 {
-                    log::debug!("idle: freed {freed} bytes of worker buffers");
-                }
-            }
+            Ok(None) => {}
             Err(error) => log::error!("accepting a request failed: {error}"),
+        }
+        // Checked on a timer rather than when no request came, so that
+        // frequent probes do not keep the buffers forever.
+        if last_idle_check.elapsed() >= POLL_INTERVAL {
+            last_idle_check = Instant::now();
+            let freed = service.release_idle_memory(IDLE_RELEASE_AFTER);
+            if freed > 0 {
+                log::debug!("idle: freed {freed} bytes of reusable buffers");
+            }
         }
     }
 }

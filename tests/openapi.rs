@@ -65,6 +65,7 @@ fn all_errors() -> Vec<ApiError> {
         },
         ApiError::MalformedMultipart("no closing boundary".into()),
         ApiError::MissingImage("no 'image' field".into()),
+        ApiError::IncompleteBody("ended early".into()),
         ApiError::Unauthorized,
         ApiError::NotFound,
         ApiError::MethodNotAllowed { allow: "POST" },
