@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs a bounded load test against the release binary on 127.0.0.1 and fails
 # on an unexpected 5xx, a transport failure, a wrong status, or idle memory
-# that grows more than 10 % between warm-up and the end of the run.
+# that grows more than 10 % (and 4 MiB) between warm-up and the end of the run.
 #
 #   scripts/soak.sh                 10 minutes at concurrency 32
 #   scripts/soak.sh --short         30 s after a 45 s warm-up, for CI
