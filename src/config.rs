@@ -50,17 +50,17 @@ pub const SETTINGS: &[Setting] = &[
     Setting {
         name: "IMGFLUX_WORKERS",
         default: "(CPU cores)",
-        help: "image worker threads",
+        help: "image worker threads, 1 to 1024",
     },
     Setting {
         name: "IMGFLUX_QUEUE_SIZE",
         default: "(8 x workers)",
-        help: "requests waiting for a worker; beyond them /process returns 503",
+        help: "requests waiting for a worker, 0 to 65536; beyond them /process returns 503",
     },
     Setting {
         name: "IMGFLUX_MAX_BODY_BYTES",
         default: "10485760",
-        help: "maximum request body, in bytes",
+        help: "maximum request body, in bytes, up to 1 GiB",
     },
     Setting {
         name: "IMGFLUX_READ_TIMEOUT_SECS",
@@ -70,7 +70,7 @@ pub const SETTINGS: &[Setting] = &[
     Setting {
         name: "IMGFLUX_REQUEST_TIMEOUT_SECS",
         default: "60",
-        help: "seconds for one whole /process request, upload included",
+        help: "seconds for one whole /process request, upload included; at least the read timeout",
     },
     Setting {
         name: "IMGFLUX_SHUTDOWN_TIMEOUT_SECS",
@@ -110,7 +110,7 @@ pub const SETTINGS: &[Setting] = &[
     Setting {
         name: "RUST_LOG",
         default: "info",
-        help: "log level: error, warn, info, debug or trace",
+        help: "log level (error, warn, info, debug, trace, off) or target=level pairs",
     },
 ];
 
