@@ -72,11 +72,15 @@ pub struct HttpLayerRecord<'a> {
     pub bytes_out: usize,
     /// The error code of the JSON body.
     pub error: &'a str,
+    /// Whether writing the reply failed, as it does when the client has
+    /// already reset the connection.
+    pub write_failed: bool,
 }
 
 /// Logs one line for an error reply of the HTTP layer, always at `warn`.
-/// Each one comes from the client (a malformed, slow or oversized head, or an
-/// HTTP/2 request line) or from the connection cap, not from a fault of the service.
+/// Each one comes from the client (a malformed, slow or oversized head, a
+/// small body that ended early or stalled, or an HTTP/2 request line) or from
+/// the connection cap, not from a fault of the service.
 pub fn log_http_layer_reply(record: &HttpLayerRecord<'_>) {
     if log::log_enabled!(Level::Warn) {
         log::warn!("{}", format_http_layer_reply(record));
@@ -84,7 +88,7 @@ pub fn log_http_layer_reply(record: &HttpLayerRecord<'_>) {
 }
 
 fn format_http_layer_reply(record: &HttpLayerRecord<'_>) -> String {
-    format!(
+    let mut line = format!(
         "request id={} method={} path={} status={} bytes_out={} error={} layer=http",
         record.id,
         sanitize(record.method.unwrap_or("-")),
@@ -92,7 +96,11 @@ fn format_http_layer_reply(record: &HttpLayerRecord<'_>) -> String {
         record.status,
         record.bytes_out,
         record.error
-    )
+    );
+    if record.write_failed {
+        line.push_str(" write_failed=true");
+    }
+    line
 }
 
 fn format_request(record: &RequestRecord<'_>) -> String {
@@ -195,6 +203,7 @@ mod tests {
             status: 400,
             bytes_out: 160,
             error: "bad_request",
+            write_failed: false,
         };
         assert_eq!(
             format_http_layer_reply(&record),
@@ -209,6 +218,23 @@ mod tests {
         assert_eq!(
             format_http_layer_reply(&unparsed),
             "request id=0123456789abcdef method=- path=- status=414 bytes_out=0 error=uri_too_long layer=http"
+        );
+    }
+
+    #[test]
+    fn http_layer_line_marks_failed_write() {
+        let record = HttpLayerRecord {
+            id: "0123456789abcdef",
+            method: Some("POST"),
+            path: Some("/process"),
+            status: 400,
+            bytes_out: 140,
+            error: "incomplete_body",
+            write_failed: true,
+        };
+        assert_eq!(
+            format_http_layer_reply(&record),
+            "request id=0123456789abcdef method=POST path=/process status=400 bytes_out=140 error=incomplete_body layer=http write_failed=true"
         );
     }
 

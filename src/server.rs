@@ -72,7 +72,8 @@ pub fn bind(service: &Service) -> io::Result<Server> {
 
 /// Gives the error replies that tiny_http writes by itself (400, 408, 414,
 /// 417, 431, 505, and 503 over the connection cap) a request id, and logs
-/// them. These requests never reach [`dispatch`].
+/// them, including those it could not write because the client was gone.
+/// These requests never reach [`dispatch`].
 #[derive(Debug)]
 struct HttpLayerReplies;
 
@@ -90,6 +91,7 @@ impl ErrorReplyHook for HttpLayerReplies {
             status: reply.status,
             bytes_out: reply.body_len,
             error: reply.code,
+            write_failed: !reply.written,
         });
     }
 }

@@ -250,6 +250,18 @@ fn http_layer_errors_carry_request_ids() {
         ),
         (long_header, 431, "header_too_large", "method=GET path=/health status=431"),
         (
+            "GET /health HTTP/1.1\r\n\r\n".to_string(),
+            400,
+            "bad_request",
+            "method=GET path=/health status=400",
+        ),
+        (
+            "GET /health HTTP/1.1\r\nHost: t\r\nX-Note: a\x00b\r\n\r\n".to_string(),
+            400,
+            "bad_request",
+            "method=GET path=/health status=400",
+        ),
+        (
             "GET /health HTTP/2.0\r\nHost: t\r\n\r\n".to_string(),
             505,
             "http_version_not_supported",
@@ -296,4 +308,52 @@ fn connection_cap_503_carries_request_id() {
     let reply = read_response(&mut rejected);
     assert_http_layer_reply(&server, &reply, 503, "too_many_connections");
     assert_eq!(reply.header("retry-after"), Some("1"));
+}
+
+/// The head of a `/process` upload that declares 100 body bytes, which
+/// tiny_http reads before the service sees the request, and the first 10.
+const SHORT_BODY_START: &str = "POST /process HTTP/1.1\r\nHost: t\r\nx-api-key: test-key-123\r\nContent-Type: multipart/form-data; boundary=b\r\nContent-Length: 100\r\n\r\n0123456789";
+
+#[test]
+fn short_body_ended_early_gets_incomplete_body() {
+    let server = TestServer::start(&[]);
+    let mut stream = server.connect();
+    stream.write_all(SHORT_BODY_START.as_bytes()).unwrap();
+    stream.shutdown(std::net::Shutdown::Write).unwrap();
+    let reply = read_response(&mut stream);
+    let id = assert_http_layer_reply(&server, &reply, 400, "incomplete_body");
+    let logged = format!("request id={id} method=POST path=/process status=400");
+    assert!(server.log().contains(&logged), "{}", server.log());
+}
+
+#[test]
+fn short_body_of_closed_connection_is_logged() {
+    let server = TestServer::start(&[]);
+    let mut stream = server.connect();
+    stream.write_all(SHORT_BODY_START.as_bytes()).unwrap();
+    drop(stream);
+    let log = server.wait_for_log("error=incomplete_body layer=http");
+    assert!(
+        log.contains("method=POST path=/process status=400"),
+        "{log}"
+    );
+}
+
+#[test]
+fn short_body_stalled_gets_408_naming_the_body() {
+    let server = TestServer::start(&[("IMGFLUX_READ_TIMEOUT_SECS", "1")]);
+    let mut stream = server.connect();
+    stream.write_all(SHORT_BODY_START.as_bytes()).unwrap();
+    let reply = read_response(&mut stream);
+    let id = assert_http_layer_reply(&server, &reply, 408, "request_timeout");
+    let message = reply.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        message.starts_with("the request body was not received in time"),
+        "{message}"
+    );
+    let logged = format!("request id={id} method=POST path=/process status=408");
+    assert!(server.log().contains(&logged), "{}", server.log());
 }

@@ -1253,9 +1253,14 @@ fn garbage_request_lines_get_4xx() {
         ("method only", b"GET\r\n\r\n".to_vec(), &[400]),
         ("empty request line", b"\r\n\r\n".to_vec(), &[400]),
         (
-            "unknown version",
+            "unknown major version",
             b"GET /health HTTP/9.9\r\nHost: t\r\n\r\n".to_vec(),
-            &[400, 505],
+            &[505],
+        ),
+        (
+            "two-digit minor version",
+            b"GET /health HTTP/1.10\r\nHost: t\r\n\r\n".to_vec(),
+            &[400],
         ),
         (
             "header without colon",
@@ -1277,6 +1282,89 @@ fn garbage_request_lines_get_4xx() {
     ];
     assert_cases(&server, cases, PROMPT);
     assert_serving(&server, "garbage request lines");
+}
+
+#[test]
+fn invalid_host_and_control_bytes_get_400() {
+    let server = TestServer::start(&[]);
+    let get = |head_lines: &str| {
+        format!("GET /health HTTP/1.1\r\n{head_lines}Connection: close\r\n\r\n").into_bytes()
+    };
+    let cases: Vec<Case> = vec![
+        ("HTTP/1.1 without Host", get(""), &[400]),
+        ("two Host headers", get("Host: a\r\nHost: a\r\n"), &[400]),
+        ("empty Host", get("Host: \r\n"), &[400]),
+        ("Host with user info", get("Host: user@t\r\n"), &[400]),
+        ("Host with a path", get("Host: t/health\r\n"), &[400]),
+        ("Host with a bad port", get("Host: t:http\r\n"), &[400]),
+        ("Host with two ports", get("Host: t:1:2\r\n"), &[400]),
+        ("unclosed IPv6 Host", get("Host: [::1\r\n"), &[400]),
+        (
+            "NUL in the target",
+            b"GET /health\x00x HTTP/1.1\r\nHost: t\r\n\r\n".to_vec(),
+            &[400],
+        ),
+        (
+            "tab in the target",
+            b"GET /health\tx HTTP/1.1\r\nHost: t\r\n\r\n".to_vec(),
+            &[400],
+        ),
+        (
+            "DEL in the target",
+            b"GET /health?\x7f HTTP/1.1\r\nHost: t\r\n\r\n".to_vec(),
+            &[400],
+        ),
+        (
+            "NUL in a header value",
+            get("Host: t\r\nX-Note: a\x00b\r\n"),
+            &[400],
+        ),
+        (
+            "escape in a header value",
+            get("Host: t\r\nX-Note: a\x1bb\r\n"),
+            &[400],
+        ),
+        (
+            "DEL in a header value",
+            get("Host: t\r\nX-Note: a\x7f\r\n"),
+            &[400],
+        ),
+    ];
+    assert_cases(&server, cases, PROMPT);
+
+    // Allowed: HTTP/1.0 without Host, a tab in a value, a port, an IPv6 literal.
+    let accepted: Vec<Case> = vec![
+        (
+            "HTTP/1.0 without Host",
+            b"GET /health HTTP/1.0\r\n\r\n".to_vec(),
+            &[200],
+        ),
+        (
+            "tab in a header value",
+            get("Host: t\r\nX-Note: a\tb\r\n"),
+            &[200],
+        ),
+        ("Host with a port", get("Host: t:3000\r\n"), &[200]),
+        ("IPv6 Host", get("Host: [::1]:3000\r\n"), &[200]),
+    ];
+    assert_cases(&server, accepted, PROMPT);
+    assert_serving(&server, "invalid Host headers and control bytes");
+}
+
+#[test]
+fn http_1_2_request_is_served_as_1_1() {
+    let server = TestServer::start(&[]);
+    let mut client = Client::connect(&server);
+    // Without `Connection: close`, so the connection must stay open as in HTTP/1.1.
+    client.send(b"GET /health HTTP/1.2\r\nHost: t\r\n\r\n");
+    let reply = client.reply(PROMPT).reply("HTTP/1.2 request line");
+    assert_eq!(reply.status, 200, "{}", reply.describe());
+
+    client.send(&get_request("/health"));
+    let reply = client
+        .reply(PROMPT)
+        .reply("a second request after HTTP/1.2");
+    assert_eq!(reply.status, 200, "{}", reply.describe());
 }
 
 #[test]

@@ -5,12 +5,11 @@ use std::io::Result as IoResult;
 use std::io::{self, BufReader, BufWriter, ErrorKind, Read, Write};
 
 use std::mem;
-use std::net::{Shutdown, SocketAddr};
-use std::str::FromStr;
+use std::net::{Ipv6Addr, Shutdown, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::common::{HTTPVersion, Method};
+use crate::common::{HTTPVersion, Header, Method};
 use crate::error_reply::{ErrorReplyHook, ErrorReplyKind, PreparedReply};
 use crate::request::UnreadBody;
 use crate::util::{RefinedTcpStream, SocketTimeouts};
@@ -81,6 +80,16 @@ enum ReadError {
     InvalidLine,
     /// the headers do not give one unambiguous body length
     InvalidFraming,
+    /// the request line contains a control character, such as a tab or NUL in the target
+    ControlInRequestLine,
+    /// a header name is not a token, or a header line contains a control character other
+    /// than horizontal tab
+    InvalidHeaderLine(HTTPVersion),
+    /// the `Host` header is missing from an HTTP/1.1 request, repeated, or not `host[:port]`
+    InvalidHost(HTTPVersion),
+    /// reading a body that is read before the request is returned (at most 1024 bytes)
+    /// failed: the client closed early, reset the connection or stalled
+    IncompleteBody(HTTPVersion, IoError),
     ReadIoError(IoError),
 }
 
@@ -258,9 +267,7 @@ impl ClientConnection {
                     e => e,
                 })?;
 
-                let (method, path, version) = parse_request_line(
-                    line.as_str().trim(), // TODO: remove this conversion
-                )?;
+                let (method, path, version) = parse_request_line(line.as_str())?;
                 self.request_line = Some((method.clone(), path.clone()));
                 (method, path, version)
             };
@@ -280,15 +287,12 @@ impl ClientConnection {
                     if line.as_str().starts_with([' ', '\t']) {
                         return Err(ReadError::WrongHeader(version));
                     }
-                    headers.push(match FromStr::from_str(line.as_str().trim()) {
-                        // TODO: remove this conversion
-                        Ok(h) => h,
-                        _ => return Err(ReadError::WrongHeader(version)),
-                    });
+                    headers.push(parse_header_line(line.as_str(), &version)?);
                 }
 
                 headers
             };
+            check_host(&headers, &version)?;
 
             (method, path, version, headers)
         };
@@ -319,6 +323,9 @@ impl ClientConnection {
                     ReadError::ExpectationFailed(version)
                 }
                 request::RequestCreationError::InvalidFraming => ReadError::InvalidFraming,
+                request::RequestCreationError::IncompleteBody(e) => {
+                    ReadError::IncompleteBody(version, e)
+                }
             }
         })?;
 
@@ -359,6 +366,31 @@ impl Iterator for ClientConnection {
                     return self.reply_and_close(BAD_REQUEST, ver);
                 }
 
+                Err(ReadError::ControlInRequestLine) => {
+                    return self.reply_and_close(CONTROL_IN_REQUEST_LINE, HTTPVersion(1, 1));
+                }
+
+                Err(ReadError::InvalidHeaderLine(ver)) => {
+                    return self.reply_and_close(INVALID_HEADER_LINE, ver);
+                }
+
+                Err(ReadError::InvalidHost(ver)) => {
+                    return self.reply_and_close(INVALID_HOST, ver);
+                }
+
+                // The reply is written even when the client has closed the connection, because
+                // a client that only shut down its sending side still reads it, and because
+                // writing it reports it to the hook, which logs it either way.
+                Err(ReadError::IncompleteBody(ver, ref err))
+                    if err.kind() == ErrorKind::TimedOut =>
+                {
+                    return self.reply_and_close(BODY_TIMEOUT, ver);
+                }
+
+                Err(ReadError::IncompleteBody(ver, _)) => {
+                    return self.reply_and_close(INCOMPLETE_BODY, ver);
+                }
+
                 // a connection that timed out before sending any byte is closed without a word
                 Err(ReadError::ReadIoError(ref err))
                     if err.kind() == ErrorKind::TimedOut && self.head_len > 0 =>
@@ -390,8 +422,8 @@ impl Iterator for ClientConnection {
                 Ok(rq) => rq,
             };
 
-            // checking HTTP version
-            if *rq.http_version() > (1, 1) {
+            // checking HTTP version; `parse_http_version` gives 1.1 for every later 1.x
+            if rq.http_version().0 >= 2 {
                 let reply = PreparedReply::new(
                     HTTP_VERSION_NOT_SUPPORTED,
                     self.error_reply_hook.as_deref(),
@@ -434,38 +466,244 @@ impl Iterator for ClientConnection {
     }
 }
 
-/// Parses a "HTTP/1.1" string.
+/// Parses the version of a request line, `HTTP/` DIGIT `.` DIGIT (RFC 9112, section 2.3).
+///
+/// A minor version above 1 under major 1 gives 1.1: such a client also understands HTTP/1.1,
+/// so the request is processed, and answered, as HTTP/1.1 (RFC 9110, section 6.2). A major
+/// version of 2 or more is returned as sent, and answered with 505. Of major 0, only `HTTP/0.9`
+/// is accepted, as in stock tiny_http.
 fn parse_http_version(version: &str) -> Result<HTTPVersion, ReadError> {
-    let (major, minor) = match version {
-        "HTTP/0.9" => (0, 9),
-        "HTTP/1.0" => (1, 0),
-        "HTTP/1.1" => (1, 1),
-        "HTTP/2.0" => (2, 0),
-        "HTTP/3.0" => (3, 0),
+    let digits = match version.strip_prefix("HTTP/").map(str::as_bytes) {
+        Some(&[major, b'.', minor]) if major.is_ascii_digit() && minor.is_ascii_digit() => {
+            (major - b'0', minor - b'0')
+        }
         _ => return Err(ReadError::WrongRequestLine),
     };
 
-    Ok(HTTPVersion(major, minor))
+    match digits {
+        (0, 9) => Ok(HTTPVersion(0, 9)),
+        (0, _) => Err(ReadError::WrongRequestLine),
+        (1, 0) => Ok(HTTPVersion(1, 0)),
+        (1, _) => Ok(HTTPVersion(1, 1)),
+        (major, minor) => Ok(HTTPVersion(major, minor)),
+    }
 }
 
-/// Parses the request line of the request.
-/// eg. GET / HTTP/1.1
+/// Parses the request line of the request: method, target and version, each separated by one
+/// space (RFC 9112, section 3).
+///
+/// Fails with `ControlInRequestLine` when the line contains a control character (below 0x20,
+/// or 0x7F), horizontal tab included, which a valid target never contains and which other
+/// parsers may read as a separator.
 fn parse_request_line(line: &str) -> Result<(Method, String, HTTPVersion), ReadError> {
+    if line.bytes().any(|b| b.is_ascii_control()) {
+        return Err(ReadError::ControlInRequestLine);
+    }
+
     let mut parts = line.split(' ');
+    let (method, path, version) = match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some(method), Some(path), Some(version), None) => (method, path, version),
+        _ => return Err(ReadError::WrongRequestLine),
+    };
+    if !is_token(method) || path.is_empty() {
+        return Err(ReadError::WrongRequestLine);
+    }
 
-    let method = parts.next().and_then(|w| w.parse().ok());
-    let path = parts.next().map(ToOwned::to_owned);
-    let version = parts.next().and_then(|w| parse_http_version(w).ok());
+    let method = method.parse().map_err(|_| ReadError::WrongRequestLine)?;
+    let version = parse_http_version(version)?;
+    Ok((method, path.to_owned(), version))
+}
 
-    method
-        .and_then(|method| Some((method, path?, version?)))
-        .ok_or(ReadError::WrongRequestLine)
+/// Parses one header line, `name ":" OWS value OWS` (RFC 9112, section 5).
+///
+/// The name must be a token, and the line may contain no control character except
+/// horizontal tab (RFC 9110, section 5.5); a NUL in a value, for example, is rejected rather
+/// than passed to the application.
+fn parse_header_line(line: &str, version: &HTTPVersion) -> Result<Header, ReadError> {
+    if line.bytes().any(|b| b.is_ascii_control() && b != b'\t') {
+        return Err(ReadError::InvalidHeaderLine(version.clone()));
+    }
+
+    let header: Header = line
+        .parse()
+        .map_err(|_| ReadError::WrongHeader(version.clone()))?;
+    if !is_token(header.field.as_str().as_str()) {
+        return Err(ReadError::InvalidHeaderLine(version.clone()));
+    }
+    Ok(header)
+}
+
+/// Checks the `Host` header (RFC 9112, section 3.2): an HTTP/1.1 request must have one, and no
+/// request may have more than one or one whose value is not a valid `host[:port]`.
+///
+/// HTTP/1.0 and 0.9 requests may omit it. The check is skipped for the request lines of
+/// later major versions, which are answered with 505 instead.
+fn check_host(headers: &[Header], version: &HTTPVersion) -> Result<(), ReadError> {
+    if version.0 >= 2 {
+        return Ok(());
+    }
+
+    let mut hosts = headers.iter().filter(|h| h.field.equiv("Host"));
+    let valid = match (hosts.next(), hosts.next()) {
+        (None, _) => *version < (1, 1),
+        (Some(host), None) => is_valid_host(host.value.as_str()),
+        (Some(_), Some(_)) => false,
+    };
+    if valid {
+        Ok(())
+    } else {
+        Err(ReadError::InvalidHost(version.clone()))
+    }
+}
+
+/// Returns whether `value` is a `Host` value, `uri-host [ ":" port ]` (RFC 3986, sections
+/// 3.2.2 and 3.2.3), with no user information.
+///
+/// The host may not be empty, because an `http` or `https` URI must have one (RFC 9110,
+/// section 4.2). The port may be empty, as RFC 3986 allows, and may not exceed 65535.
+fn is_valid_host(value: &str) -> bool {
+    let (host_is_valid, port) = match value.strip_prefix('[') {
+        Some(rest) => match rest.split_once(']') {
+            Some((literal, port)) => (is_ip_literal(literal), port),
+            None => return false,
+        },
+        None => {
+            let end = value.find(':').unwrap_or(value.len());
+            (is_reg_name(&value[..end]), &value[end..])
+        }
+    };
+
+    let port_is_valid = port.is_empty()
+        || match port.strip_prefix(':') {
+            Some(digits) => {
+                digits.len() <= 5
+                    && digits.bytes().all(|b| b.is_ascii_digit())
+                    && digits
+                        .parse::<u32>()
+                        .map_or(digits.is_empty(), |port| port <= 65535)
+            }
+            None => false,
+        };
+
+    host_is_valid && port_is_valid
+}
+
+/// Returns whether `host` is a non-empty `reg-name` (RFC 3986, section 3.2.2), which also
+/// covers IPv4 addresses: unreserved characters, sub-delimiters and percent-encoded octets.
+fn is_reg_name(host: &str) -> bool {
+    let bytes = host.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                let encoded = bytes.get(i + 1..i + 3);
+                if !encoded.is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit)) {
+                    return false;
+                }
+                i += 3;
+            }
+            b if is_unreserved(b) || is_sub_delim(b) => i += 1,
+            _ => return false,
+        }
+    }
+    !bytes.is_empty()
+}
+
+/// Returns whether `literal`, the text between `[` and `]`, is an IPv6 address or an
+/// `IPvFuture` (RFC 3986, section 3.2.2).
+fn is_ip_literal(literal: &str) -> bool {
+    if literal.parse::<Ipv6Addr>().is_ok() {
+        return true;
+    }
+
+    let future = match literal.strip_prefix(['v', 'V']) {
+        Some(future) => future,
+        None => return false,
+    };
+    match future.split_once('.') {
+        Some((version, address)) => {
+            !version.is_empty()
+                && version.bytes().all(|b| b.is_ascii_hexdigit())
+                && !address.is_empty()
+                && address
+                    .bytes()
+                    .all(|b| is_unreserved(b) || is_sub_delim(b) || b == b':')
+        }
+        None => false,
+    }
+}
+
+fn is_unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+}
+
+fn is_sub_delim(b: u8) -> bool {
+    matches!(
+        b,
+        b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b';' | b'='
+    )
+}
+
+/// Returns whether `text` is a `token` (RFC 9110, section 5.6.2), the syntax of methods and
+/// header names.
+fn is_token(text: &str) -> bool {
+    !text.is_empty()
+        && text.bytes().all(|b| {
+            b.is_ascii_alphanumeric()
+                || matches!(
+                    b,
+                    b'!' | b'#'
+                        | b'$'
+                        | b'%'
+                        | b'&'
+                        | b'\''
+                        | b'*'
+                        | b'+'
+                        | b'-'
+                        | b'.'
+                        | b'^'
+                        | b'_'
+                        | b'`'
+                        | b'|'
+                        | b'~'
+                )
+        })
 }
 
 const BAD_REQUEST: ErrorReplyKind = ErrorReplyKind {
     status: 400,
     code: "bad_request",
     message: "the request is malformed: its request line, a header or its body framing is invalid",
+};
+
+const CONTROL_IN_REQUEST_LINE: ErrorReplyKind = ErrorReplyKind {
+    status: 400,
+    code: "bad_request",
+    message: "the request line contains a control character; percent-encode such bytes in the URL",
+};
+
+const INVALID_HEADER_LINE: ErrorReplyKind = ErrorReplyKind {
+    status: 400,
+    code: "bad_request",
+    message: "a header name is not a token, or a header value contains a control character",
+};
+
+const INVALID_HOST: ErrorReplyKind = ErrorReplyKind {
+    status: 400,
+    code: "bad_request",
+    message: "the Host header is missing, repeated or not a valid host[:port]; HTTP/1.1 requests need exactly one",
+};
+
+const INCOMPLETE_BODY: ErrorReplyKind = ErrorReplyKind {
+    status: 400,
+    code: "incomplete_body",
+    message: "the connection ended before the body reached its declared Content-Length",
+};
+
+const BODY_TIMEOUT: ErrorReplyKind = ErrorReplyKind {
+    status: 408,
+    code: "request_timeout",
+    message: "the request body was not received in time; send it without pauses",
 };
 
 const REQUEST_TIMEOUT: ErrorReplyKind = ErrorReplyKind {
@@ -510,5 +748,53 @@ mod test {
 
         assert!(super::parse_request_line("GET /hello").is_err());
         assert!(super::parse_request_line("qsd qsd qsd").is_err());
+    }
+
+    #[test]
+    fn http_version_parsing() {
+        use super::parse_http_version;
+        use crate::common::HTTPVersion;
+
+        let cases = [
+            ("HTTP/1.0", Some(HTTPVersion(1, 0))),
+            ("HTTP/1.1", Some(HTTPVersion(1, 1))),
+            ("HTTP/1.2", Some(HTTPVersion(1, 1))),
+            ("HTTP/1.9", Some(HTTPVersion(1, 1))),
+            ("HTTP/0.9", Some(HTTPVersion(0, 9))),
+            ("HTTP/2.0", Some(HTTPVersion(2, 0))),
+            ("HTTP/9.9", Some(HTTPVersion(9, 9))),
+            ("HTTP/0.8", None),
+            ("HTTP/1.10", None),
+            ("HTTP/1", None),
+            ("http/1.1", None),
+            ("HTTP/1.1 ", None),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(parse_http_version(text).ok(), expected, "{:?}", text);
+        }
+    }
+
+    #[test]
+    fn host_validation() {
+        use super::is_valid_host;
+
+        for valid in [
+            "a",
+            "a:1",
+            "a:",
+            "1.2.3.4:65535",
+            "[::1]",
+            "[::ffff:1.2.3.4]:80",
+            "[v7.a:b]",
+            "%41b",
+        ] {
+            assert!(is_valid_host(valid), "{:?}", valid);
+        }
+        for invalid in [
+            "", ":1", "a:65536", "a:0x1", "a:1:2", "u@a", "a/b", "[::1", "[::g]", "[v.a]", "%4",
+            "%g1", "a b",
+        ] {
+            assert!(!is_valid_host(invalid), "{:?}", invalid);
+        }
     }
 }

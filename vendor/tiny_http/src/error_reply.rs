@@ -43,6 +43,9 @@ pub struct ErrorReply<'a> {
     pub url: Option<&'a str>,
     /// Length of the JSON body in bytes.
     pub body_len: usize,
+    /// Whether writing the reply to the socket succeeded. A reply can be written and still
+    /// be lost when the client has gone, so only `false` is certain.
+    pub written: bool,
 }
 
 /// Maximum length of a request id that the server sends.
@@ -108,8 +111,8 @@ impl<'h> PreparedReply<'h> {
     /// Writes the reply with `Content-Type: application/json`, `X-Request-Id` when there is an
     /// id and, if `close` is set, `Connection: close`; then reports it to the hook.
     ///
-    /// `request_line` gives the method and target when they are known. Write errors are
-    /// ignored, since the connection is being given up anyway.
+    /// `request_line` gives the method and target when they are known. A write error only
+    /// sets `ErrorReply::written` to false, since the connection is being given up anyway.
     pub(crate) fn write<W: Write>(
         self,
         writer: W,
@@ -130,12 +133,17 @@ impl<'h> PreparedReply<'h> {
         if close {
             response = response.with_connection_close();
         }
-        write_response(response, writer, version);
-        self.report(request_line, body_len);
+        let written = write_response(response, writer, version);
+        self.report(request_line, body_len, written);
     }
 
-    /// Tells the hook, if any, that the reply was written.
-    pub(crate) fn report(&self, request_line: Option<(&str, &str)>, body_len: usize) {
+    /// Tells the hook, if any, that the reply was written, or that writing it failed.
+    pub(crate) fn report(
+        &self,
+        request_line: Option<(&str, &str)>,
+        body_len: usize,
+        written: bool,
+    ) {
         if let Some(hook) = self.hook {
             hook.replied(&ErrorReply {
                 status: self.kind.status,
@@ -144,25 +152,24 @@ impl<'h> PreparedReply<'h> {
                 method: request_line.map(|(method, _)| method),
                 url: request_line.map(|(_, url)| url),
                 body_len,
+                written,
             });
         }
     }
 }
 
-/// Writes the whole response, body included, and flushes it.
+/// Writes the whole response, body included, and flushes it. Returns whether both succeeded.
 fn write_response<W: Write>(
     response: Response<Cursor<Vec<u8>>>,
     mut writer: W,
     version: HTTPVersion,
-) {
+) -> bool {
     // `raw_print` does not flush, and a buffered reply would wait for the connection's next
     // write or close.
-    if response
+    response
         .raw_print(&mut writer, version, &[], false, None)
+        .and_then(|()| writer.flush())
         .is_ok()
-    {
-        writer.flush().ok();
-    }
 }
 
 fn static_header(name: &'static str, value: &'static str) -> Header {
@@ -272,6 +279,46 @@ mod tests {
                 body.len()
             )]
         );
+    }
+
+    /// A writer whose every write fails, like a socket whose peer has reset the connection.
+    struct ResetSocket;
+
+    impl Write for ResetSocket {
+        fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+            Err(std::io::ErrorKind::ConnectionReset.into())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Err(std::io::ErrorKind::ConnectionReset.into())
+        }
+    }
+
+    /// Records whether each reported reply was written.
+    #[derive(Debug, Default)]
+    struct WrittenFlags(Mutex<Vec<bool>>);
+
+    impl ErrorReplyHook for WrittenFlags {
+        fn request_id(&self) -> Option<String> {
+            None
+        }
+
+        fn replied(&self, reply: &ErrorReply<'_>) {
+            self.0.lock().unwrap().push(reply.written);
+        }
+    }
+
+    #[test]
+    fn failed_write_is_reported_as_not_written() {
+        let hook = WrittenFlags::default();
+        PreparedReply::new(TOO_LARGE, Some(&hook)).write(
+            ResetSocket,
+            HTTPVersion(1, 1),
+            true,
+            None,
+        );
+        PreparedReply::new(TOO_LARGE, Some(&hook)).write(Vec::new(), HTTPVersion(1, 1), true, None);
+        assert_eq!(*hook.0.lock().unwrap(), vec![false, true]);
     }
 
     #[test]

@@ -588,7 +588,7 @@ fn reject_connection(mut sock: Connection, hook: Option<&dyn ErrorReplyHook>) {
 
     // a new socket has an empty send buffer, so the write completes unless the client is gone
     let written = sock.set_nonblocking(true).is_ok() && sock.write_all(response.as_bytes()).is_ok();
-    reply.report(None, body.len());
+    reply.report(None, body.len(), written);
     if !written {
         return;
     }

@@ -178,6 +178,11 @@ pub enum RequestCreationError {
     /// The `Content-Length` and `Transfer-Encoding` headers do not give one unambiguous body
     /// length, so the end of this request and the start of the next one are unknown.
     InvalidFraming,
+
+    /// Reading a body of at most 1024 bytes, which is read before the request is returned,
+    /// failed. The error has kind `UnexpectedEof` when the connection ended before the body
+    /// did, and `TimedOut` when the client stalled.
+    IncompleteBody(IoError),
 }
 
 /// Returns the body length given by `Content-Length`, and whether the body is chunked.
@@ -295,22 +300,10 @@ where
             Box::new(io::empty()) as Box<dyn BodyReader>
         } else if content_length <= 1024 && !expects_continue {
             // if the content-length is small enough, we just read everything into a buffer
-
             let mut buffer = vec![0; content_length];
-            let mut offset = 0;
-
-            while offset != content_length {
-                let read = source_data.read(&mut buffer[offset..])?;
-                if read == 0 {
-                    // the socket returned EOF, but we were before the expected content-length
-                    // aborting
-                    let info = "Connection has been closed before we received enough data";
-                    let err = IoError::new(ErrorKind::ConnectionAborted, info);
-                    return Err(RequestCreationError::CreationIoError(err));
-                }
-
-                offset += read;
-            }
+            source_data
+                .read_exact(&mut buffer)
+                .map_err(RequestCreationError::IncompleteBody)?;
 
             Box::new(Cursor::new(buffer)) as Box<dyn BodyReader>
         } else {

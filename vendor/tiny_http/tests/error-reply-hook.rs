@@ -3,6 +3,7 @@
 //! a report of each of them.
 
 use std::io::{Read, Write};
+use std::net::Shutdown;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -24,6 +25,7 @@ struct Reported {
     method: Option<String>,
     url: Option<String>,
     body_len: usize,
+    written: bool,
 }
 
 /// Hands out the ids `id-1`, `id-2`, ... and records every report it receives.
@@ -49,6 +51,7 @@ impl ErrorReplyHook for Recorder {
             method: reply.method.map(str::to_string),
             url: reply.url.map(str::to_string),
             body_len: reply.body_len,
+            written: reply.written,
         });
     }
 }
@@ -174,6 +177,7 @@ fn reported_body_length_matches_what_was_sent() {
             method: Some("POST".to_string()),
             url: Some("/upload".to_string()),
             body_len: body.len(),
+            written: true,
         }]
     );
 }
@@ -183,7 +187,7 @@ fn expectation_failed_sends_its_body() {
     let (addr, recorder) = start(Limits::default());
     let response = exchange(
         addr,
-        "POST / HTTP/1.1\r\nExpect: something\r\nContent-Length: 0\r\n\r\n",
+        "POST / HTTP/1.1\r\nHost: localhost\r\nExpect: something\r\nContent-Length: 0\r\n\r\n",
     );
     assert!(response.starts_with("HTTP/1.1 417 "), "{:?}", response);
     // Content-Length announces the JSON body, so the body must follow in full
@@ -273,4 +277,82 @@ fn without_hook_replies_carry_no_id() {
     assert_eq!(header(&response, "X-Request-Id"), None);
     let body = first_body(&response);
     assert!(!body.contains("request_id"), "{}", body);
+}
+
+/// The head of a request that declares a body of 100 bytes, small enough to be read before
+/// the request reaches the application, followed by the first 10 bytes of that body.
+const SHORT_BODY_START: &str =
+    "POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\n0123456789";
+
+#[test]
+fn short_body_ended_early_gets_400() {
+    let (addr, recorder) = start(Limits::default());
+    let mut client = connect(addr);
+    client.write_all(SHORT_BODY_START.as_bytes()).unwrap();
+    client.shutdown(Shutdown::Write).unwrap();
+    let mut response = String::new();
+    client.read_to_string(&mut response).unwrap();
+
+    assert!(response.starts_with("HTTP/1.1 400 "), "{:?}", response);
+    assert!(has_connection_close(&response), "{:?}", response);
+    assert_eq!(header(&response, "X-Request-Id"), Some("id-1"));
+    let body = first_body(&response);
+    assert!(body.contains(r#""code":"incomplete_body""#), "{}", body);
+    assert!(body.contains("declared Content-Length"), "{}", body);
+
+    let replies = recorder.wait_for(1);
+    assert_eq!(
+        replies,
+        vec![Reported {
+            status: 400,
+            code: "incomplete_body".to_string(),
+            request_id: Some("id-1".to_string()),
+            method: Some("POST".to_string()),
+            url: Some("/upload".to_string()),
+            body_len: body.len(),
+            written: true,
+        }]
+    );
+}
+
+#[test]
+fn short_body_stalled_gets_408_naming_the_body() {
+    let (addr, recorder) = start(Limits {
+        request_head_timeout: Some(Duration::from_millis(300)),
+        ..Limits::default()
+    });
+    let mut client = connect(addr);
+    client.write_all(SHORT_BODY_START.as_bytes()).unwrap();
+    let mut response = String::new();
+    client.read_to_string(&mut response).unwrap();
+
+    assert!(response.starts_with("HTTP/1.1 408 "), "{:?}", response);
+    let body = first_body(&response);
+    assert!(body.contains(r#""code":"request_timeout""#), "{}", body);
+    assert!(
+        body.contains("the request body was not received in time"),
+        "{}",
+        body
+    );
+
+    let replies = recorder.wait_for(1);
+    assert_eq!(replies.len(), 1, "{:?}", replies);
+    assert_eq!(replies[0].status, 408);
+    assert_eq!(replies[0].url.as_deref(), Some("/upload"));
+}
+
+#[test]
+fn short_body_of_a_closed_connection_is_reported() {
+    let (addr, recorder) = start(Limits::default());
+    let mut client = connect(addr);
+    client.write_all(SHORT_BODY_START.as_bytes()).unwrap();
+    drop(client);
+
+    // The reply may or may not reach the socket before the reset, but the hook hears of it.
+    let replies = recorder.wait_for(1);
+    assert_eq!(replies.len(), 1, "{:?}", replies);
+    assert_eq!(replies[0].status, 400);
+    assert_eq!(replies[0].code, "incomplete_body");
+    assert_eq!(replies[0].method.as_deref(), Some("POST"));
+    assert_eq!(replies[0].url.as_deref(), Some("/upload"));
 }

@@ -12,10 +12,18 @@ mod support;
 fn connection_close_header() {
     let mut client = support::new_client_to_hello_world_server();
 
-    (write!(client, "GET / HTTP/1.1\r\nConnection: keep-alive\r\n\r\n")).unwrap();
+    (write!(
+        client,
+        "GET / HTTP/1.1\r\nHost: localhost\r\nConnection: keep-alive\r\n\r\n"
+    ))
+    .unwrap();
     thread::sleep(Duration::from_millis(1000));
 
-    (write!(client, "GET / HTTP/1.1\r\nConnection: close\r\n\r\n")).unwrap();
+    (write!(
+        client,
+        "GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    ))
+    .unwrap();
 
     // if the connection was not closed, this will err with timeout
     // client.set_keepalive(Some(1)).unwrap(); FIXME: reenable this
@@ -39,7 +47,11 @@ fn http_1_0_connection_close() {
 fn detect_connection_closed() {
     let mut client = support::new_client_to_hello_world_server();
 
-    (write!(client, "GET / HTTP/1.1\r\nConnection: keep-alive\r\n\r\n")).unwrap();
+    (write!(
+        client,
+        "GET / HTTP/1.1\r\nHost: localhost\r\nConnection: keep-alive\r\n\r\n"
+    ))
+    .unwrap();
     thread::sleep(Duration::from_millis(1000));
 
     client.shutdown(Shutdown::Write).unwrap();
