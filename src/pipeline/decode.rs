@@ -91,7 +91,7 @@ pub fn stage(context: &mut Context<'_>) -> Result<(), ApiError> {
                 job.options,
                 job.limits,
             );
-            let decoded = source.decode(scale, context.scratch)?;
+            let decoded = source.decode(scale, context.scratch, job.deadline)?;
             context.icc_profile = decoded.icc_profile;
             context.decode_scale = decoded.scale;
             context.frames = vec![still_frame(decoded.image)];
