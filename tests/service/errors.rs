@@ -131,6 +131,22 @@ fn empty_image_is_422_not_a_crash() {
     assert_eq!(server.get("/health").status, 200);
 }
 
+#[test]
+fn bmp_header_errors_match_other_formats() {
+    let server = TestServer::start(&[]);
+    let cases = [
+        ("bmp-0x4.bmp", "undecodable_image"),
+        ("bmp-1x2147483647.bmp", "image_too_large"),
+    ];
+    for (name, code) in cases {
+        let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+        let bmp = std::fs::read(&path).unwrap();
+        let reply = server.process("w=10", &bmp);
+        assert_eq!(reply.status, 422, "{name}: {}", reply.describe());
+        assert_eq!(reply.error_code(), code, "{name}");
+    }
+}
+
 /// Sends the 12 MP bench photo with `query` to a server whose request
 /// timeout is 1 s; returns the reply and how long it took.
 fn process_photo_with_1s_timeout(query: &str) -> (Response, Duration) {
