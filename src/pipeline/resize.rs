@@ -44,8 +44,8 @@ pub fn stage(context: &mut Context<'_>) -> Result<(), ApiError> {
 ///
 /// NOTE: one call runs to its end whatever the request deadline, since
 /// fast_image_resize offers no way to stop it. Scaling 12 MP up to 48 MP
-/// takes a fraction of a second in release builds but about 10 s in test
-/// builds, whose generic code is compiled unoptimised. Resizing in bands
+/// takes about 10 s in test builds, whose generic code is compiled
+/// unoptimised, and less in release builds. Resizing in bands
 /// of output rows with a check between them would bound it, at the cost of
 /// repeating the alpha premultiplication of the source for every band.
 pub fn resize(
