@@ -19,8 +19,8 @@ use imgflux::pipeline::{process, Job, Limits, Output, OutputFormat, Scratch};
 
 use support::compare::{mean_absolute_difference, rmse};
 use support::corpus::{
-    expectations, read_corpus_file, CaseRequest, CorpusCase, Expected, BOMBS, ICC_CASES,
-    ICC_REFERENCE, ORIENTATION_PHOTOS,
+    corpus_dir, expectations, read_corpus_file, CaseRequest, CorpusCase, Expected, BOMBS,
+    ICC_CASES, ICC_REFERENCE, ORIENTATION_PHOTOS,
 };
 
 fn options_for(request: &CaseRequest) -> ProcessOptions {
@@ -333,13 +333,9 @@ fn bombs_fail_fast_from_header() {
         let started = Instant::now();
         let error = run(&input, &ProcessOptions::default()).unwrap_err();
         let elapsed = started.elapsed();
-        // Two files fail as corrupt before the pixel check can run: the
-        // Pillow GIF ends inside the frame header that declares 65535x1321 px,
-        // and image's BMP decoder rejects sides over 65535 as a format error.
-        let fails_as_corrupt = [
-            "bombs/pillow_decompression_bomb.gif",
-            "bombs/bmpsuite_reallybig.bmp",
-        ];
+        // The Pillow GIF fails as corrupt before the pixel check can run:
+        // it ends inside the frame header that declares 65535x1321 px.
+        let fails_as_corrupt = ["bombs/pillow_decompression_bomb.gif"];
         let expected_code = if fails_as_corrupt.contains(&path) {
             "undecodable_image"
         } else {
@@ -661,4 +657,69 @@ fn reused_scratch_matches_fresh_scratch() {
         assert!(with_reuse.bytes == fresh.bytes, "{path}: outputs differ");
         assert!(reused.retained_bytes() > 0, "{path}: nothing was kept");
     }
+}
+
+/// Reads a photo from the bench images beside the corpus.
+fn read_bench_image(name: &str) -> Vec<u8> {
+    let path = corpus_dir().with_file_name("bench-images").join(name);
+    std::fs::read(&path).unwrap_or_else(|error| panic!("cannot read {}: {error}", path.display()))
+}
+
+fn read_fixture(name: &str) -> Vec<u8> {
+    let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read(&path).unwrap_or_else(|error| panic!("cannot read {path}: {error}"))
+}
+
+#[test]
+fn bmp_header_errors_match_other_formats() {
+    let cases = [
+        ("bmp-0x4.bmp", "undecodable_image", "empty 0x4"),
+        (
+            "bmp-1x2147483647.bmp",
+            "image_too_large",
+            "max_input_pixels",
+        ),
+    ];
+    for (name, code, message) in cases {
+        let started = Instant::now();
+        let error = run(&read_fixture(name), &ProcessOptions::default()).unwrap_err();
+        let elapsed = started.elapsed();
+        assert_eq!(error.code(), code, "{name}: {}", error.message());
+        assert!(
+            error.message().contains(message),
+            "{name}: {}",
+            error.message()
+        );
+        assert!(
+            elapsed < Duration::from_millis(500),
+            "{name}: rejected after {elapsed:?}"
+        );
+    }
+}
+
+#[test]
+fn deadline_stops_long_encode() {
+    // The photo at its own size, so no resize runs: the WebP encode alone
+    // takes about 3 s in release mode on the 2-core development machine.
+    let input = read_bench_image("photo-12mp-4032x3024.jpg");
+    let options = ProcessOptions {
+        format: FormatRequest::Webp,
+        quality: 100,
+        ..ProcessOptions::default()
+    };
+    let limits = Limits::default();
+    let started = Instant::now();
+    let job = Job {
+        options: &options,
+        limits: &limits,
+        accept_webp: false,
+        deadline: Some(started + Duration::from_secs(1)),
+    };
+    let result = process(&input, &job, &mut Scratch::new());
+    let elapsed = started.elapsed();
+    assert_eq!(result.err(), Some(ApiError::RequestTimeout));
+    assert!(
+        elapsed < Duration::from_millis(2500),
+        "stopped {elapsed:?} after a deadline of 1 s"
+    );
 }

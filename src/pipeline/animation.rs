@@ -22,7 +22,7 @@ use image::{AnimationDecoder, DynamicImage, ImageDecoder, RgbImage, RgbaImage};
 use crate::error::ApiError;
 
 use super::decode::{check_input_size, map_decode_error, short_reason};
-use super::{orient, Frame, Limits};
+use super::{check_deadline, orient, Frame, Limits};
 
 /// How many times an animation plays in total.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -320,13 +320,6 @@ fn map_webp_error(error: image_webp::DecodingError) -> ApiError {
             ApiError::ImageTooLarge("the WebP needs more memory than the limit allows".into())
         }
         other => ApiError::UndecodableImage(short_reason(&format!("invalid WebP: {other}"))),
-    }
-}
-
-fn check_deadline(deadline: Option<Instant>) -> Result<(), ApiError> {
-    match deadline {
-        Some(deadline) if Instant::now() >= deadline => Err(ApiError::RequestTimeout),
-        _ => Ok(()),
     }
 }
 

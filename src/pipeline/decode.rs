@@ -54,6 +54,9 @@ pub fn probe_stage(context: &mut Context<'_>) -> Result<(), ApiError> {
             (Source::Jpeg(Box::new(source)), size, 1)
         }
         InputFormat::Png | InputFormat::Bmp | InputFormat::Tiff => {
+            if context.input_format == InputFormat::Bmp {
+                check_bmp_header(input, limits)?;
+            }
             let decoder = probe_with_image(input, context.input_format, limits)?;
             let size = decoder.dimensions();
             (Source::Image(decoder), size, 1)
@@ -91,7 +94,7 @@ pub fn stage(context: &mut Context<'_>) -> Result<(), ApiError> {
                 job.options,
                 job.limits,
             );
-            let decoded = source.decode(scale, context.scratch)?;
+            let decoded = source.decode(scale, context.scratch, job.deadline)?;
             context.icc_profile = decoded.icc_profile;
             context.decode_scale = decoded.scale;
             context.frames = vec![still_frame(decoded.image)];
@@ -187,6 +190,67 @@ pub fn check_input_size(size: (u32, u32), frames: u32, limits: &Limits) -> Resul
          (max_input_pixels)",
         limits.max_input_pixels
     )))
+}
+
+/// Largest width or height the `image` crate's BMP decoder accepts (its
+/// `MAX_WIDTH_HEIGHT` in 0.25).
+const MAX_BMP_SIDE: u32 = 0xFFFF;
+
+/// Checks the size a BMP header declares before the `image` decoder reads
+/// it, so that BMP gets the same errors as every other format.
+///
+/// The `image` 0.25 decoder reports a zero side as unsupported (415) and a
+/// side over 65535 px as invalid data, while the other formats get
+/// `undecodable_image` and `image_too_large` (422). A header too short to
+/// declare a size is left to that decoder, which reports it as truncated.
+fn check_bmp_header(input: &[u8], limits: &Limits) -> Result<(), ApiError> {
+    let Some((width, height)) = bmp_declared_size(input)? else {
+        return Ok(());
+    };
+    check_input_size((width, height), 1, limits)?;
+    if width > MAX_BMP_SIDE || height > MAX_BMP_SIDE {
+        return Err(ApiError::ImageTooLarge(format!(
+            "the BMP declares {width}x{height} px, and the BMP decoder takes at most \
+             {MAX_BMP_SIDE} px a side"
+        )));
+    }
+    Ok(())
+}
+
+/// Returns the width and height a BMP header declares, or `None` when the
+/// input ends before them.
+///
+/// The 14-byte file header is followed by the DIB header, whose first four
+/// bytes give its size. The 12-byte OS/2 core header stores the sides as
+/// `u16`; every later header stores them as `i32`, with a negative height
+/// meaning rows stored top-down.
+fn bmp_declared_size(input: &[u8]) -> Result<Option<(u32, u32)>, ApiError> {
+    let read = |offset: usize| -> Option<[u8; 4]> {
+        let bytes = input.get(offset..offset + 4)?;
+        Some([bytes[0], bytes[1], bytes[2], bytes[3]])
+    };
+    let Some(header_size) = read(14) else {
+        return Ok(None);
+    };
+    if u32::from_le_bytes(header_size) == 12 {
+        let Some([width_low, width_high, height_low, height_high]) = read(18) else {
+            return Ok(None);
+        };
+        let width = u16::from_le_bytes([width_low, width_high]);
+        let height = u16::from_le_bytes([height_low, height_high]);
+        return Ok(Some((u32::from(width), u32::from(height))));
+    }
+    let (Some(width), Some(height)) = (read(18), read(22)) else {
+        return Ok(None);
+    };
+    let width = i32::from_le_bytes(width);
+    let height = i32::from_le_bytes(height);
+    let Ok(width) = u32::try_from(width) else {
+        return Err(ApiError::UndecodableImage(format!(
+            "the BMP declares a negative width of {width} px"
+        )));
+    };
+    Ok(Some((width, height.unsigned_abs())))
 }
 
 fn probe_with_image<'a>(
@@ -313,6 +377,53 @@ mod tests {
             assert_eq!(error.code(), "undecodable_image", "{size:?}");
             assert!(error.message().contains("empty"), "{}", error.message());
         }
+    }
+
+    /// Returns a BMP file header and a 40-byte info header declaring
+    /// `width` × `height`, without pixel data.
+    fn bmp_header(width: i32, height: i32) -> Vec<u8> {
+        let mut bmp = b"BM".to_vec();
+        bmp.extend_from_slice(&54u32.to_le_bytes()); // file size
+        bmp.extend_from_slice(&0u32.to_le_bytes()); // reserved
+        bmp.extend_from_slice(&54u32.to_le_bytes()); // pixel data offset
+        bmp.extend_from_slice(&40u32.to_le_bytes()); // info header size
+        bmp.extend_from_slice(&width.to_le_bytes());
+        bmp.extend_from_slice(&height.to_le_bytes());
+        bmp.extend_from_slice(&1u16.to_le_bytes()); // planes
+        bmp.extend_from_slice(&24u16.to_le_bytes()); // bits per pixel
+        bmp.extend_from_slice(&[0; 24]);
+        bmp
+    }
+
+    #[test]
+    fn bmp_header_sizes_are_checked() {
+        let limits = Limits::default();
+        let cases = [
+            (0, 4, "undecodable_image"),
+            (4, 0, "undecodable_image"),
+            (-3, 4, "undecodable_image"),
+            (1, i32::MAX, "image_too_large"),
+            (1, i32::MIN, "image_too_large"),
+            (70_000, 1, "image_too_large"),
+        ];
+        for (width, height, code) in cases {
+            let error = check_bmp_header(&bmp_header(width, height), &limits).unwrap_err();
+            assert_eq!(error.code(), code, "{width}x{height}: {}", error.message());
+        }
+        assert!(check_bmp_header(&bmp_header(4, -4), &limits).is_ok());
+        assert!(check_bmp_header(&bmp_header(65_535, 1), &limits).is_ok());
+    }
+
+    #[test]
+    fn bmp_core_header_sizes_are_read() {
+        let mut bmp = b"BM".to_vec();
+        bmp.extend_from_slice(&[0; 12]);
+        bmp.extend_from_slice(&12u32.to_le_bytes());
+        bmp.extend_from_slice(&3u16.to_le_bytes());
+        bmp.extend_from_slice(&0u16.to_le_bytes());
+        assert_eq!(bmp_declared_size(&bmp), Ok(Some((3, 0))));
+        assert_eq!(bmp_declared_size(&bmp[..20]), Ok(None));
+        assert_eq!(bmp_declared_size(b"BM"), Ok(None));
     }
 
     #[test]

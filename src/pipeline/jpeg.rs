@@ -21,9 +21,15 @@
 //! non-strict mode, libjpeg-turbo with its warnings ignored), so stray
 //! bytes between segments, which some cameras write, do not fail a whole
 //! photo.
+//!
+//! libjpeg-turbo's output is read in bands of rows with the request
+//! deadline checked between them. A progressive JPEG's scans are all read
+//! when decoding starts, before the first band, so that part is not
+//! interrupted; neither is zune-jpeg's CMYK decode.
 
 use std::io;
 use std::panic::{self, AssertUnwindSafe};
+use std::time::Instant;
 
 use image::{DynamicImage, GrayImage, RgbImage};
 use zune_core::bytestream::ZCursor;
@@ -36,7 +42,7 @@ use crate::error::ApiError;
 
 use super::color;
 use super::fit::DctScale;
-use super::Scratch;
+use super::{check_deadline, rows_per_deadline_check, Scratch};
 
 /// A JPEG whose headers have been read but whose scans have not.
 pub struct JpegSource<'a> {
@@ -112,11 +118,19 @@ impl JpegSource<'_> {
     /// YCCK images are always decoded at full size. It also carries the
     /// profile that still applies to the pixels, which is `None` for CMYK
     /// and YCCK because they are converted through their profile here.
-    pub fn decode(self, scale: DctScale, scratch: &mut Scratch) -> Result<DecodedJpeg, ApiError> {
+    ///
+    /// Returns `RequestTimeout` soon after `deadline`, except during the
+    /// parts that the module documentation lists.
+    pub fn decode(
+        self,
+        scale: DctScale,
+        scratch: &mut Scratch,
+        deadline: Option<Instant>,
+    ) -> Result<DecodedJpeg, ApiError> {
         let icc = self.icc_profile();
         if !matches!(self.colorspace, ColorSpace::CMYK | ColorSpace::YCCK) {
             let grey = self.colorspace == ColorSpace::Luma;
-            let image = decode_with_libjpeg(self.input, grey, scale, scratch)?;
+            let image = decode_with_libjpeg(self.input, grey, scale, scratch, deadline)?;
             return Ok(DecodedJpeg {
                 image,
                 icc_profile: icc,
@@ -189,14 +203,16 @@ pub struct DecodedJpeg {
 ///
 /// libjpeg's fatal errors become a 422. Warnings, such as corrupt entropy
 /// data, are ignored and the decode goes on, as zune-jpeg's lenient mode
-/// does.
+/// does. `deadline` is checked between bands of rows.
 fn decode_with_libjpeg(
     input: &[u8],
     grey: bool,
     scale: DctScale,
     scratch: &mut Scratch,
+    deadline: Option<Instant>,
 ) -> Result<DynamicImage, ApiError> {
-    let decode = || -> io::Result<Option<DynamicImage>> {
+    // The inner result is `RequestTimeout` when the deadline stopped the decode.
+    let decode = || -> io::Result<Result<DynamicImage, ApiError>> {
         let mut decompress = mozjpeg::Decompress::new_mem(input)?;
         decompress.scale(scale.eighths());
         let mut started = if grey {
@@ -206,18 +222,25 @@ fn decode_with_libjpeg(
         };
         let (width, height) = (started.width() as u32, started.height() as u32);
         let mut buffer = scratch.take_buffer(started.min_flat_buffer_size());
-        started.read_scanlines_into(&mut buffer)?;
+        let row_bytes = buffer.len() / (height as usize).max(1);
+        let band_bytes = row_bytes * rows_per_deadline_check(width as usize);
+        for band in buffer.chunks_mut(band_bytes.max(1)) {
+            if let Err(timeout) = check_deadline(deadline) {
+                // Dropping `started` releases libjpeg's state unfinished.
+                return Ok(Err(timeout));
+            }
+            started.read_scanlines_into(band)?;
+        }
         started.finish()?;
         let image = if grey {
             GrayImage::from_raw(width, height, buffer).map(DynamicImage::from)
         } else {
             RgbImage::from_raw(width, height, buffer).map(DynamicImage::from)
         };
-        Ok(image)
+        Ok(image.ok_or_else(|| ApiError::Internal("JPEG buffer size mismatch".into())))
     };
     match catch_libjpeg(decode) {
-        Ok(Some(image)) => Ok(image),
-        Ok(None) => Err(ApiError::Internal("JPEG buffer size mismatch".into())),
+        Ok(result) => result,
         Err(error) if error.kind() == io::ErrorKind::UnexpectedEof => Err(
             ApiError::UndecodableImage("the JPEG data ends early (truncated)".into()),
         ),
@@ -452,6 +475,7 @@ mod tests {
             false,
             DctScale::FULL,
             &mut Scratch::new(),
+            None,
         )
         .unwrap_err();
         assert_eq!(error.status(), 422);
@@ -465,9 +489,38 @@ mod tests {
             true,
             DctScale::FULL,
             &mut Scratch::new(),
+            None,
         )
         .unwrap_err();
         assert_eq!(error.status(), 422);
+    }
+
+    #[test]
+    fn passed_deadline_stops_decode() {
+        let image = RgbImage::from_fn(300, 200, |x, y| image::Rgb([x as u8, y as u8, 90]));
+        let mut jpeg = Vec::new();
+        DynamicImage::from(image)
+            .write_to(&mut io::Cursor::new(&mut jpeg), image::ImageFormat::Jpeg)
+            .unwrap();
+        let mut scratch = Scratch::new();
+
+        let passed = Some(Instant::now());
+        let error = probe(&jpeg)
+            .unwrap()
+            .decode(DctScale::FULL, &mut scratch, passed)
+            .err()
+            .expect("a passed deadline stops the decode");
+        assert_eq!(error, ApiError::RequestTimeout);
+
+        let decoded = match probe(&jpeg)
+            .unwrap()
+            .decode(DctScale::FULL, &mut scratch, None)
+        {
+            Ok(decoded) => decoded,
+            Err(error) => panic!("the JPEG does not decode without a deadline: {error:?}"),
+        };
+        assert_eq!(decoded.image.width(), 300);
+        assert_eq!(decoded.image.height(), 200);
     }
 
     #[test]

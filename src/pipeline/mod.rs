@@ -2,6 +2,10 @@
 //!
 //! [`process`] runs an ordered list of small stages over one [`Context`],
 //! one file per stage, and checks the request deadline between stages. The
+//! stages that can run for seconds on a large image also check it inside:
+//! the JPEG decoder and the JPEG and PNG encoders every few hundred
+//! thousand pixels, libwebp through its progress hook, and animations
+//! before each frame. The
 //! cheap checks come first: the format is sniffed from the magic bytes, and
 //! the header is probed against the pixel and frame limits before any pixel
 //! buffer is allocated. Pixels are decoded once and resized at the input's
@@ -70,7 +74,8 @@ pub struct Job<'a> {
     pub limits: &'a Limits,
     /// Whether the client's `Accept` header lists `image/webp`.
     pub accept_webp: bool,
-    /// When the request must be finished; checked between stages.
+    /// When the request must be finished; checked between stages and
+    /// inside the long-running ones.
     pub deadline: Option<Instant>,
 }
 
@@ -204,7 +209,8 @@ const STAGES: [(&str, Bucket, StageFn); STAGE_COUNT] = [
 /// Decodes, transforms and encodes one image, reusing the buffers in
 /// `scratch`.
 ///
-/// Returns `RequestTimeout` when `job.deadline` passes between two stages.
+/// Returns `RequestTimeout` when `job.deadline` passes between two stages
+/// or inside one that checks it.
 /// Every other error describes the input or the request, except
 /// `ApiError::Internal`, which only a bug of ours produces.
 pub fn process(input: &[u8], job: &Job<'_>, scratch: &mut Scratch) -> Result<Output, ApiError> {
@@ -234,7 +240,7 @@ fn run_stages(input: &[u8], job: &Job<'_>, scratch: &mut Scratch) -> Result<Outp
     };
     let mut timings = Timings::default();
     for (index, (name, bucket, stage)) in STAGES.into_iter().enumerate() {
-        check_deadline(job)?;
+        check_deadline(job.deadline)?;
         let started = Instant::now();
         stage(&mut context)?;
         let elapsed = started.elapsed();
@@ -268,12 +274,30 @@ fn run_stages(input: &[u8], job: &Job<'_>, scratch: &mut Scratch) -> Result<Outp
     })
 }
 
-/// Returns `RequestTimeout` once the job's deadline has passed.
-fn check_deadline(job: &Job<'_>) -> Result<(), ApiError> {
-    match job.deadline {
-        Some(deadline) if Instant::now() >= deadline => Err(ApiError::RequestTimeout),
-        _ => Ok(()),
+/// Pixels that a row-by-row codec handles between two deadline checks.
+///
+/// An estimate: that many pixels take the JPEG and PNG codecs a few
+/// milliseconds, so a check, which reads the clock once, costs nothing
+/// measurable, and a request stops soon after its deadline.
+const PIXELS_PER_DEADLINE_CHECK: usize = 1 << 18;
+
+/// Returns how many rows of `width` pixels to process between two
+/// deadline checks; at least 1.
+fn rows_per_deadline_check(width: usize) -> usize {
+    (PIXELS_PER_DEADLINE_CHECK / width.max(1)).max(1)
+}
+
+/// Returns whether `deadline` has passed; `None` never passes.
+fn deadline_passed(deadline: Option<Instant>) -> bool {
+    deadline.is_some_and(|deadline| Instant::now() >= deadline)
+}
+
+/// Returns `RequestTimeout` once `deadline` has passed.
+fn check_deadline(deadline: Option<Instant>) -> Result<(), ApiError> {
+    if deadline_passed(deadline) {
+        return Err(ApiError::RequestTimeout);
     }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -292,5 +316,12 @@ mod tests {
         };
         let error = process(b"GIF89a", &job, &mut Scratch::new()).unwrap_err();
         assert_eq!(error, ApiError::RequestTimeout);
+    }
+
+    #[test]
+    fn rows_per_check_is_never_zero() {
+        assert_eq!(rows_per_deadline_check(0), PIXELS_PER_DEADLINE_CHECK);
+        assert_eq!(rows_per_deadline_check(1024), 256);
+        assert_eq!(rows_per_deadline_check(PIXELS_PER_DEADLINE_CHECK * 2), 1);
     }
 }

@@ -6,9 +6,16 @@
 //! with timestamp 0, which libwebp rejects) and ignores several error
 //! codes, so this module calls libwebp directly. Every buffer that libwebp
 //! allocates is released by a guard's `Drop`, on success and error alike.
+//!
+//! A deadline is enforced through the picture's progress hook, which
+//! libwebp calls each time its progress estimate grows by a percent. The
+//! hook returns 0 once the deadline has passed, and libwebp then stops
+//! with `VP8_ENC_ERROR_USER_ABORT`.
 
-use std::ffi::{c_void, CStr};
+use std::ffi::{c_int, c_void, CStr};
+use std::fmt;
 use std::ptr;
+use std::time::Instant;
 
 use libwebp_sys as sys;
 
@@ -37,61 +44,115 @@ impl Channels {
     }
 }
 
+/// Failure of a WebP encode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EncodeError {
+    /// The deadline passed, and the encode stopped early.
+    DeadlinePassed,
+    /// libwebp rejected the input or failed, for the reason in the message.
+    Failed(String),
+}
+
+impl fmt::Display for EncodeError {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EncodeError::DeadlinePassed => formatter.write_str("the deadline passed"),
+            EncodeError::Failed(message) => formatter.write_str(message),
+        }
+    }
+}
+
+impl From<String> for EncodeError {
+    fn from(message: String) -> Self {
+        EncodeError::Failed(message)
+    }
+}
+
 /// One animation frame: RGBA pixels of the full canvas and how long it shows.
 pub struct AnimationFrame<'a> {
     pub rgba: &'a [u8],
     pub duration_ms: u32,
 }
 
-/// Encodes one image. `pixels` contains `width × height` pixels of `channels`.
+/// Encodes one image. `pixels` contains `width × height` pixels of
+/// `channels`. Stops with `DeadlinePassed` soon after `deadline`.
 pub fn encode_still(
     pixels: &[u8],
     channels: Channels,
     width: u32,
     height: u32,
     compression: Compression,
-) -> Result<Vec<u8>, String> {
+    deadline: Option<Instant>,
+) -> Result<Vec<u8>, EncodeError> {
     check_buffer(pixels, channels, width, height)?;
     let config = new_config(compression)?;
     let mut picture = Picture::new(width, height, compression == Compression::Lossless)?;
     picture.import(pixels, channels)?;
+    if let Some(deadline) = &deadline {
+        picture.stop_after(deadline);
+    }
 
     let mut writer = MemoryWriter::new();
     picture.inner.writer = Some(sys::WebPMemoryWrite);
     picture.inner.custom_ptr = (&mut writer.inner as *mut sys::WebPMemoryWriter).cast::<c_void>();
     // SAFETY: `config` was initialised and validated, `picture` contains
-    // the imported pixels, and `writer` outlives this call.
+    // the imported pixels, and `writer` and the deadline that the progress
+    // hook reads outlive this call.
     let encoded = unsafe { sys::WebPEncode(&config, &mut picture.inner) };
     if encoded == 0 {
-        return Err(format!("WebPEncode failed: {:?}", picture.inner.error_code));
+        if picture.inner.error_code == sys::WebPEncodingError::VP8_ENC_ERROR_USER_ABORT {
+            return Err(EncodeError::DeadlinePassed);
+        }
+        return Err(EncodeError::Failed(format!(
+            "WebPEncode failed: {:?}",
+            picture.inner.error_code
+        )));
     }
     Ok(writer.bytes())
 }
 
 /// Encodes an animation on a `width × height` canvas. `loop_count` is the
-/// number of plays, 0 meaning forever.
+/// number of plays, 0 meaning forever. Stops with `DeadlinePassed` soon
+/// after `deadline`, checked before each frame and inside libwebp.
 pub fn encode_animation(
     frames: &[AnimationFrame<'_>],
     width: u32,
     height: u32,
     compression: Compression,
     loop_count: i32,
-) -> Result<Vec<u8>, String> {
+    deadline: Option<Instant>,
+) -> Result<Vec<u8>, EncodeError> {
     let config = new_config(compression)?;
     let encoder = AnimationEncoder::new(width, height, loop_count)?;
+    // libwebp keeps the progress hook and its pointer to `deadline` in its
+    // own copy of the last frame, so `deadline` must outlive `encoder`,
+    // which it does because it is a parameter.
+    let failed = |action: &str| {
+        if super::deadline_passed(deadline) {
+            EncodeError::DeadlinePassed
+        } else {
+            EncodeError::Failed(encoder.last_error(action))
+        }
+    };
 
     let mut timestamp_ms: i32 = 0;
     for frame in frames {
+        if super::deadline_passed(deadline) {
+            return Err(EncodeError::DeadlinePassed);
+        }
         check_buffer(frame.rgba, Channels::Rgba, width, height)?;
         let mut picture = Picture::new(width, height, true)?;
         picture.import(frame.rgba, Channels::Rgba)?;
+        if let Some(deadline) = &deadline {
+            picture.stop_after(deadline);
+        }
         // SAFETY: the encoder and the picture are initialised, and libwebp
         // copies the picture before this call returns.
         let added = unsafe {
             sys::WebPAnimEncoderAdd(encoder.inner, &mut picture.inner, timestamp_ms, &config)
         };
         if added == 0 {
-            return Err(encoder.last_error("adding a frame"));
+            return Err(failed("adding a frame"));
         }
         let duration = i32::try_from(frame.duration_ms).unwrap_or(i32::MAX);
         timestamp_ms = timestamp_ms.saturating_add(duration);
@@ -103,7 +164,7 @@ pub fn encode_animation(
         sys::WebPAnimEncoderAdd(encoder.inner, ptr::null_mut(), timestamp_ms, ptr::null())
     };
     if finished == 0 {
-        return Err(encoder.last_error("ending the animation"));
+        return Err(failed("ending the animation"));
     }
 
     let mut data = sys::WebPData {
@@ -114,7 +175,7 @@ pub fn encode_animation(
     // it allocated, which is freed below with `WebPFree`.
     let assembled = unsafe { sys::WebPAnimEncoderAssemble(encoder.inner, &mut data) };
     if assembled == 0 {
-        return Err(encoder.last_error("assembling the animation"));
+        return Err(failed("assembling the animation"));
     }
     // SAFETY: on success `data.bytes` points at `data.size` initialised bytes.
     let bytes = unsafe { std::slice::from_raw_parts(data.bytes, data.size) }.to_vec();
@@ -213,6 +274,26 @@ impl Picture {
         }
         Ok(())
     }
+
+    /// Makes libwebp abort the encode of this picture once `deadline` has
+    /// passed. `deadline` must outlive every encode of the picture and of
+    /// libwebp's copies of it.
+    fn stop_after(&mut self, deadline: &Instant) {
+        self.inner.progress_hook = Some(stop_after_deadline);
+        self.inner.user_data = ptr::from_ref(deadline).cast_mut().cast::<c_void>();
+    }
+}
+
+/// libwebp's progress hook: returns 0, which aborts the encode, once the
+/// `Instant` that `user_data` points at has passed.
+unsafe extern "C" fn stop_after_deadline(
+    _percent: c_int,
+    picture: *const sys::WebPPicture,
+) -> c_int {
+    // SAFETY: libwebp passes the picture being encoded, whose `user_data`
+    // `Picture::stop_after` set to an `Instant` that outlives the encode.
+    let deadline = unsafe { &*(*picture).user_data.cast::<Instant>() };
+    c_int::from(Instant::now() < *deadline)
 }
 
 impl Drop for Picture {
@@ -318,7 +399,8 @@ mod tests {
         let pixels: Vec<u8> = (0..16 * 8 * 4)
             .map(|value| (value * 7 % 256) as u8)
             .collect();
-        let bytes = encode_still(&pixels, Channels::Rgba, 16, 8, Compression::Lossless).unwrap();
+        let bytes =
+            encode_still(&pixels, Channels::Rgba, 16, 8, Compression::Lossless, None).unwrap();
         let mut decoder = decode(&bytes);
         assert_eq!(decoder.dimensions(), (16, 8));
         let mut decoded = vec![0u8; pixels.len()];
@@ -341,6 +423,7 @@ mod tests {
             32,
             32,
             Compression::Lossy { quality: 80.0 },
+            None,
         )
         .unwrap();
         let decoder = decode(&bytes);
@@ -366,7 +449,7 @@ mod tests {
                 duration_ms: 70,
             },
         ];
-        let bytes = encode_animation(&frames, 8, 8, Compression::Lossless, 3).unwrap();
+        let bytes = encode_animation(&frames, 8, 8, Compression::Lossless, 3, None).unwrap();
         let mut decoder = decode(&bytes);
         assert_eq!(decoder.num_frames(), 3);
         assert_eq!(
@@ -382,7 +465,84 @@ mod tests {
 
     #[test]
     fn oversized_picture_is_an_error() {
-        let error = encode_still(&[], Channels::Rgb, 16384, 1, Compression::Lossless).unwrap_err();
-        assert!(error.contains("16384x1"), "{error}");
+        let error =
+            encode_still(&[], Channels::Rgb, 16384, 1, Compression::Lossless, None).unwrap_err();
+        assert!(error.to_string().contains("16384x1"), "{error}");
+    }
+
+    /// Returns `width × height` RGB pixels of noise, which VP8 compresses slowly.
+    fn noise(width: u32, height: u32) -> Vec<u8> {
+        let mut state: u32 = 0x9E37_79B9;
+        (0..width * height * 3)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 17;
+                state ^= state << 5;
+                state as u8
+            })
+            .collect()
+    }
+
+    #[test]
+    fn passed_deadline_aborts_still() {
+        let pixels = noise(64, 64);
+        for compression in [Compression::Lossy { quality: 80.0 }, Compression::Lossless] {
+            let result = encode_still(
+                &pixels,
+                Channels::Rgb,
+                64,
+                64,
+                compression,
+                Some(Instant::now()),
+            );
+            assert_eq!(result, Err(EncodeError::DeadlinePassed), "{compression:?}");
+        }
+    }
+
+    #[test]
+    fn near_deadline_stops_encode_early() {
+        let (width, height) = (2000, 1500);
+        let pixels = noise(width, height);
+        let compression = Compression::Lossy { quality: 100.0 };
+        let started = Instant::now();
+        encode_still(&pixels, Channels::Rgb, width, height, compression, None).unwrap();
+        let full = started.elapsed();
+
+        // A deadline a tenth of the way in must stop the encode well before
+        // its end. Half the full time leaves room for a busy machine.
+        let started = Instant::now();
+        let deadline = started + full / 10;
+        let result = encode_still(
+            &pixels,
+            Channels::Rgb,
+            width,
+            height,
+            compression,
+            Some(deadline),
+        );
+        let stopped_after = started.elapsed();
+        assert_eq!(result, Err(EncodeError::DeadlinePassed));
+        assert!(
+            stopped_after < full / 2,
+            "stopped after {stopped_after:?}; the whole encode took {full:?}"
+        );
+    }
+
+    #[test]
+    fn passed_deadline_aborts_animation() {
+        let red: Vec<u8> = [255, 0, 0, 255].repeat(8 * 8);
+        let frames = [AnimationFrame {
+            rgba: &red,
+            duration_ms: 100,
+        }];
+        let result = encode_animation(
+            &frames,
+            8,
+            8,
+            Compression::Lossless,
+            0,
+            Some(Instant::now()),
+        );
+        assert_eq!(result, Err(EncodeError::DeadlinePassed));
     }
 }
