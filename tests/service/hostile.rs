@@ -1953,12 +1953,17 @@ fn enlarged_animation_is_rejected_before_resizing() {
             started.elapsed()
         );
     }
+    // Just over the limit: 100 x 710 x 710 = 50,410,000 px.
+    let reply = server.process("w=710&h=710&fit=fill&format=gif", &animation);
+    assert_eq!(reply.status, 422, "{}", reply.describe());
+    assert_eq!(reply.error_code(), "output_too_large");
     // The same animation at a size within the limit keeps every frame.
     let reply = server.process("w=64&format=gif", &animation);
     assert_eq!(reply.status, 200, "{}", reply.describe());
     assert_eq!(reply.image().width(), 64);
     // A still output of the first frame only is not counted per frame.
-    let reply = server.process("w=7071&h=7071&fit=fill&format=png", &animation);
+    let reply = server.process("w=710&h=710&fit=fill&format=png", &animation);
     assert_eq!(reply.status, 200, "{}", reply.describe());
+    assert_eq!(reply.image().width(), 710);
     assert_eq!(server.get("/health").status, 200);
 }
