@@ -74,16 +74,25 @@ pub fn path_and_query(target: &str) -> (&str, &str) {
 
 /// Returns what follows the authority of an `http` or `https` absolute-form target.
 fn strip_scheme_and_authority(target: &str) -> Option<&str> {
-    let (scheme, rest) = target.split_once("://")?;
+    let (scheme, authority, rest) = split_scheme_and_authority(target)?;
     if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
         return None;
     }
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let authority = &rest[..authority_end];
     if authority.is_empty() || authority.contains('@') {
         return None;
     }
-    Some(&rest[authority_end..])
+    Some(rest)
+}
+
+/// Splits `scheme://authority/rest` into its scheme, its authority (user
+/// info included) and the rest, which starts at the first `/`, `?` or `#`.
+pub fn split_scheme_and_authority(target: &str) -> Option<(&str, &str, &str)> {
+    let (scheme, after_scheme) = target.split_once("://")?;
+    let authority_end = after_scheme
+        .find(['/', '?', '#'])
+        .unwrap_or(after_scheme.len());
+    let (authority, rest) = after_scheme.split_at(authority_end);
+    Some((scheme, authority, rest))
 }
 
 /// A reply ready to send.

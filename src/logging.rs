@@ -9,10 +9,12 @@
 //! log at `warn` too. Header values are never logged, so an API key cannot
 //! leak into the log.
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use log::Level;
 
+use crate::http;
 use crate::pipeline::Output;
 
 /// Installs the logger; the level comes from `RUST_LOG`, default `info`.
@@ -151,14 +153,13 @@ fn sanitize(path: &str) -> String {
 }
 
 /// Replaces the user info of a `scheme://user@host` target with `***`.
-fn redact_user_info(target: &str) -> std::borrow::Cow<'_, str> {
-    let Some((scheme, rest)) = target.split_once("://") else {
-        return target.into();
+fn redact_user_info(target: &str) -> Cow<'_, str> {
+    let Some((scheme, authority, rest)) = http::split_scheme_and_authority(target) else {
+        return Cow::Borrowed(target);
     };
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
-        Some(at) => format!("{scheme}://***{}", &rest[at..]).into(),
-        None => target.into(),
+    match authority.rfind('@') {
+        Some(at) => Cow::Owned(format!("{scheme}://***{}{rest}", &authority[at..])),
+        None => Cow::Borrowed(target),
     }
 }
 

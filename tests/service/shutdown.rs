@@ -25,6 +25,28 @@ fn invalid_settings_stop_startup_listing_each_variable() {
 }
 
 #[test]
+fn out_of_range_settings_stop_startup() {
+    let output = Command::new(env!("CARGO_BIN_EXE_imgflux"))
+        .env_clear()
+        .env("IMGFLUX_WORKERS", "100000")
+        .env("IMGFLUX_MAX_BODY_BYTES", "18446744073709551615")
+        .env("IMGFLUX_REQUEST_TIMEOUT_SECS", "86401")
+        .env("RUST_LOG", "verbose")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    for name in [
+        "IMGFLUX_WORKERS",
+        "IMGFLUX_MAX_BODY_BYTES",
+        "IMGFLUX_REQUEST_TIMEOUT_SECS",
+        "RUST_LOG",
+    ] {
+        assert!(stderr.contains(name), "{name} missing from: {stderr}");
+    }
+}
+
+#[test]
 fn help_and_version() {
     let help = Command::new(env!("CARGO_BIN_EXE_imgflux"))
         .arg("--help")

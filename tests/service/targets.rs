@@ -91,3 +91,22 @@ fn asterisk_with_other_methods_is_405() {
         assert_eq!(reply.error_code(), "method_not_allowed", "{method}");
     }
 }
+
+#[test]
+fn user_info_in_target_is_redacted_in_log() {
+    let server = TestServer::start(&[]);
+    let request = "GET http://admin:hunter2@127.0.0.1/health HTTP/1.1\r\n\
+                   Host: 127.0.0.1\r\nConnection: close\r\n\r\n";
+    let mut stream = server.connect();
+    stream.write_all(request.as_bytes()).unwrap();
+    let reply = read_response(&mut stream);
+    assert_eq!(reply.status, 404, "{}", reply.describe());
+
+    let id = reply.header("x-request-id").expect("no X-Request-Id");
+    let log = server.wait_for_log(&format!("request id={id}"));
+    assert!(
+        !log.contains("hunter2"),
+        "the password reached the log:\n{log}"
+    );
+    assert!(log.contains("path=http://***@127.0.0.1/health"), "{log}");
+}
