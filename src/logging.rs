@@ -6,8 +6,8 @@
 //! `info`, except successful probes of `/health`, `/ready` and `/metrics`,
 //! which log at `debug` so a load balancer polling every second does not
 //! flood the log. The error replies that the HTTP layer writes before routing
-//! log at `warn` too. Header values are never logged, so an API key cannot
-//! leak into the log.
+//! log at `warn` too. The line format has no field for a header value, so
+//! an API key cannot leak into the log.
 
 use std::borrow::Cow;
 use std::time::Duration;

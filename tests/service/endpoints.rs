@@ -60,18 +60,21 @@ fn reusable_buffers_are_freed_when_idle() {
     let server = TestServer::start(&[("IMGFLUX_WORKERS", "1")]);
     assert_eq!(reusable_buffer_bytes(&server), 0);
     // 1165x859 to 500 px wide resizes, so the worker keeps the decoded
-    // pixels and the resizer's rows, and the body buffer is kept too.
+    // pixels and the resizer's rows, and the body buffer is retained too.
     let photo = corpus("photos/harvesters_1165x859.jpg");
     assert_eq!(server.process("w=500", &photo).status, 200);
     server.wait_for_log("path=/process status=200");
-    let kept = reusable_buffer_bytes(&server);
-    assert!(kept > 500_000, "the worker kept only {kept} bytes");
+    let retained = reusable_buffer_bytes(&server);
+    assert!(retained > 500_000, "only {retained} bytes were retained");
 
     // The service frees them about a second after the last image request,
     // even while /metrics is polled faster than its 100 ms idle check.
     let give_up = Instant::now() + Duration::from_secs(10);
     while reusable_buffer_bytes(&server) != 0 {
-        assert!(Instant::now() < give_up, "buffers still kept after 10 s");
+        assert!(
+            Instant::now() < give_up,
+            "buffers still retained after 10 s"
+        );
         std::thread::sleep(Duration::from_millis(30));
     }
     assert_eq!(server.process("w=500", &photo).status, 200);

@@ -371,7 +371,7 @@ fn connection_cap_503_carries_request_id() {
 }
 
 /// The head of a `/process` upload that declares 100 body bytes, which
-/// tiny_http reads before the service sees the request, and the first 10.
+/// tiny_http reads before the service receives the request, and the first 10.
 const SHORT_BODY_START: &str = "POST /process HTTP/1.1\r\nHost: t\r\nx-api-key: test-key-123\r\nContent-Type: multipart/form-data; boundary=b\r\nContent-Length: 100\r\n\r\n0123456789";
 
 #[test]

@@ -1352,7 +1352,7 @@ fn invalid_host_and_control_bytes_get_400() {
 }
 
 #[test]
-fn http_1_2_request_is_served_as_1_1() {
+fn newer_minor_version_served_as_http11() {
     let server = TestServer::start(&[]);
     let mut client = Client::connect(&server);
     // Without `Connection: close`, so the connection must stay open as in HTTP/1.1.
