@@ -25,6 +25,8 @@ pub struct Scratch {
     pub(super) resizer: Resizer,
     /// Pixel buffers of images that are no longer needed.
     buffers: Vec<Vec<u8>>,
+    /// Number of buffers handed out, which sets the debug fill byte.
+    taken: u8,
 }
 
 impl Scratch {
@@ -52,8 +54,9 @@ impl Scratch {
     /// It is the smallest kept buffer that fits, or else the largest one,
     /// grown. Only bytes past a reused buffer's previous length are zeroed,
     /// so the rest contains stale pixels until the caller writes them. Debug
-    /// builds fill the whole buffer with 0xA5, so that a pixel the caller
-    /// forgets shows up in every test that compares pixels.
+    /// builds fill the whole buffer with a byte that changes on every call,
+    /// so a pixel the caller forgets differs between two runs of a request
+    /// and shows up in every test that compares pixels.
     pub(super) fn take_buffer(&mut self, len: usize) -> Vec<u8> {
         let fitting = (0..self.buffers.len())
             .filter(|&index| self.buffers[index].capacity() >= len)
@@ -65,7 +68,8 @@ impl Scratch {
         };
         buffer.resize(len, 0);
         if cfg!(debug_assertions) {
-            buffer.fill(0xA5);
+            self.taken = self.taken.wrapping_add(1);
+            buffer.fill(0xA5_u8.wrapping_add(self.taken.wrapping_mul(29)));
         }
         buffer
     }

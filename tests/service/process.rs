@@ -165,3 +165,29 @@ fn curl_example_from_readme_works() {
     let image = image::load_from_memory_with_format(&bytes, image::ImageFormat::Png).unwrap();
     assert_eq!(image.dimensions(), (800, 600));
 }
+
+#[test]
+fn reused_buffers_match_fresh_server() {
+    // One worker, so each request reuses the buffers the previous one left.
+    // Debug builds fill each buffer handed out with a different byte, so a
+    // pixel that is not written would differ from the fresh server's.
+    let cases = [
+        ("photos/portrait_1200x1800.jpg", "w=500"),
+        ("png/basi6a08_interlaced_rgba.png", "w=20"),
+        ("jpeg/baseline_testorig.jpg", "w=100&format=jpeg"),
+        (PHOTO, "w=300&h=300&fit=cover"),
+    ];
+    let reused = TestServer::start(&[("IMGFLUX_WORKERS", "1")]);
+    for (path, query) in cases {
+        let image = corpus(path);
+        let with_reuse = reused.process(query, &image);
+        assert_eq!(with_reuse.status, 200, "{path}: {}", with_reuse.describe());
+
+        let fresh = TestServer::start(&[("IMGFLUX_WORKERS", "1")]).process(query, &image);
+        assert_eq!(fresh.status, 200, "{path}: {}", fresh.describe());
+        assert!(
+            with_reuse.body == fresh.body,
+            "{path} {query}: outputs differ"
+        );
+    }
+}
