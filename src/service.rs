@@ -204,8 +204,8 @@ impl Service {
     /// bodies once every worker has been free for `idle`, and returns the
     /// number of bytes freed.
     ///
-    /// Under steady load the buffers are reused from request to request;
-    /// after it, the memory goes back to the system.
+    /// Under steady load the buffers are reused from request to request.
+    /// After it, the memory goes back to the system.
     pub fn release_idle_memory(&self, idle: Duration) -> usize {
         let mut free = self.free_workers.lock().unwrap_or_else(|e| e.into_inner());
         let busy = free.scratch.len() < self.config.workers;
@@ -348,13 +348,13 @@ impl Drop for Slot {
 /// large blocks at once and needs nothing.
 fn trim_allocator() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim takes no pointers; it only returns free pages.
+    // SAFETY: malloc_trim takes no pointers and only returns free pages.
     unsafe {
         libc::malloc_trim(0);
     }
 }
 
-/// The right to use one image worker and its buffers; dropping it frees
+/// The right to use one image worker and its buffers. Dropping it frees
 /// the worker.
 pub struct WorkerPermit<'a> {
     service: &'a Service,

@@ -85,7 +85,7 @@ fn webp_compression(quality: u8, lossless: bool) -> Compression {
     }
 }
 
-/// Encodes one image; returns `RequestTimeout` soon after `deadline`.
+/// Encodes one image, and returns `RequestTimeout` soon after `deadline`.
 pub fn encode_still(
     image: &DynamicImage,
     format: OutputFormat,
@@ -454,8 +454,8 @@ fn encode_gif_animation(
     encode_gif(frames, animation::gif_repeat(playback), deadline)
 }
 
-/// Writes `frames` as full-canvas GIF frames; `repeat` adds the loop
-/// extension. Checks `deadline` before each frame.
+/// Writes `frames` as full-canvas GIF frames, with the loop extension
+/// when `repeat` is set. Checks `deadline` before each frame.
 ///
 /// NOTE: one frame's palette reduction and LZW compression run to their
 /// end, because the gif crate offers no way to stop them. So a large still

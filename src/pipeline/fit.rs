@@ -65,7 +65,7 @@ pub struct DctScale {
 }
 
 impl DctScale {
-    /// The full stored size; every format but JPEG decodes at this scale.
+    /// The full stored size, at which every format but JPEG decodes.
     pub const FULL: DctScale = DctScale { eighths: 8 };
 
     /// The scales chosen from, smallest first.

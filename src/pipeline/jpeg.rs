@@ -25,7 +25,7 @@
 //! libjpeg-turbo's output is read in bands of rows with the request
 //! deadline checked between them. A progressive JPEG's scans are all read
 //! when decoding starts, before the first band, so that part is not
-//! interrupted; neither is zune-jpeg's CMYK decode.
+//! interrupted. Neither is zune-jpeg's CMYK decode.
 
 use std::io;
 use std::panic::{self, AssertUnwindSafe};

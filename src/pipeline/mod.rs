@@ -74,8 +74,8 @@ pub struct Job<'a> {
     pub limits: &'a Limits,
     /// Whether the client's `Accept` header lists `image/webp`.
     pub accept_webp: bool,
-    /// When the request must be finished; checked between stages and
-    /// inside the long-running ones.
+    /// Time by which the request must be finished, checked between stages
+    /// and inside the long-running ones.
     pub deadline: Option<Instant>,
 }
 
@@ -161,8 +161,8 @@ struct Context<'a> {
     source: Option<decode::Source<'a>>,
     /// Width and height as stored, before orientation.
     stored_size: (u32, u32),
-    /// Scale at which the JPEG decoder delivered `frames`; full for every
-    /// other format.
+    /// Scale at which the JPEG decoder delivered `frames`, which is the full
+    /// size for every other format.
     decode_scale: fit::DctScale,
     /// EXIF orientation, applied after the resize.
     orientation: Orientation,
@@ -282,12 +282,12 @@ fn run_stages(input: &[u8], job: &Job<'_>, scratch: &mut Scratch) -> Result<Outp
 const PIXELS_PER_DEADLINE_CHECK: usize = 1 << 18;
 
 /// Returns how many rows of `width` pixels to process between two
-/// deadline checks; at least 1.
+/// deadline checks, at least 1.
 fn rows_per_deadline_check(width: usize) -> usize {
     (PIXELS_PER_DEADLINE_CHECK / width.max(1)).max(1)
 }
 
-/// Returns whether `deadline` has passed; `None` never passes.
+/// Returns whether `deadline` has passed. A `None` deadline never passes.
 fn deadline_passed(deadline: Option<Instant>) -> bool {
     deadline.is_some_and(|deadline| Instant::now() >= deadline)
 }

@@ -148,7 +148,7 @@ fn bmp_header_errors_match_other_formats() {
 }
 
 /// Sends the 12 MP bench photo with `query` to a server whose request
-/// timeout is 1 s; returns the reply and how long it took.
+/// timeout is 1 s, and returns the reply and how long it took.
 fn process_photo_with_1s_timeout(query: &str) -> (Response, Duration) {
     // The request timeout may not be shorter than the read timeout.
     let server = TestServer::start(&[
@@ -176,7 +176,7 @@ fn long_encode_stops_at_request_timeout() {
 }
 
 #[test]
-#[ignore = "the resize stage does not check the deadline; in test builds this resize alone takes about 10 s"]
+#[ignore = "the resize stage does not check the deadline, and in test builds this resize alone takes about 10 s"]
 fn enlarging_to_8000_stops_at_request_timeout() {
     // Enlarging to 48 MP, then encoding: 12.8 s in all before the encoders
     // checked the deadline.
